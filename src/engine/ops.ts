@@ -1,0 +1,355 @@
+// Differentiable ops. Each is coarse (one backend kernel forward, one or two backward) so that a fast backend
+// implements it as a single fused kernel. Inputs are dense row-major tensors; "rows" means the product of all
+// leading dimensions.
+
+import type { AttentionParams } from "./backend.js";
+import { Tensor, record, scratch, sizeOf, type Shape } from "./tensor.js";
+
+function check(cond: boolean, msg: () => string): void {
+  if (!cond) throw new Error(msg());
+}
+
+function sameShape(a: Shape, b: Shape): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** A view with another shape over the same storage. */
+export function reshape(x: Tensor, shape: Shape): Tensor {
+  check(sizeOf(shape) === x.size, () => `reshape [${x.shape}] -> [${shape}]`);
+  const out = new Tensor(x.backend, x.storage, shape);
+  record(out, [x], (g) => {
+    if (x.requiresGrad) x.backend.axpy(x.ensureGrad().storage, g.storage, 1);
+  });
+  return out;
+}
+
+export function add(a: Tensor, b: Tensor): Tensor {
+  check(sameShape(a.shape, b.shape), () => `add [${a.shape}] + [${b.shape}]`);
+  const be = a.backend;
+  const out = Tensor.zeros(be, a.shape);
+  be.add(out.storage, a.storage, b.storage);
+  record(out, [a, b], (g) => {
+    if (a.requiresGrad) be.axpy(a.ensureGrad().storage, g.storage, 1);
+    if (b.requiresGrad) be.axpy(b.ensureGrad().storage, g.storage, 1);
+  });
+  return out;
+}
+
+export function scale(a: Tensor, alpha: number): Tensor {
+  const be = a.backend;
+  const out = Tensor.zeros(be, a.shape);
+  be.scale(out.storage, a.storage, alpha);
+  record(out, [a], (g) => {
+    if (a.requiresGrad) be.axpy(a.ensureGrad().storage, g.storage, alpha);
+  });
+  return out;
+}
+
+/** Sum of all elements, as a [1] tensor. */
+export function sum(a: Tensor): Tensor {
+  const be = a.backend;
+  const out = Tensor.zeros(be, [1]);
+  be.reduceSum(out.storage, a.storage, 1);
+  record(out, [a], (g) => {
+    if (!a.requiresGrad) return;
+    const gv = be.read(g.storage)[0];
+    const ones = be.alloc(a.size);
+    be.fill(ones, 1);
+    be.axpy(a.ensureGrad().storage, ones, gv);
+    be.release(ones);
+  });
+  return out;
+}
+
+export function mean(a: Tensor): Tensor {
+  return scale(sum(a), 1 / a.size);
+}
+
+/** 2-D matmul with optional transposes: op(a) [m,k] x op(b) [k,n]. */
+export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
+  check(
+    a.shape.length === 2 && b.shape.length === 2,
+    () => `matmul needs 2-D, got [${a.shape}] [${b.shape}]`,
+  );
+  const m = transA ? a.shape[1] : a.shape[0];
+  const k = transA ? a.shape[0] : a.shape[1];
+  const kb = transB ? b.shape[1] : b.shape[0];
+  const n = transB ? b.shape[0] : b.shape[1];
+  check(k === kb, () => `matmul inner dims ${k} vs ${kb}`);
+  const be = a.backend;
+  const out = Tensor.zeros(be, [m, n]);
+  be.matmul(out.storage, a.storage, b.storage, { m, n, k, transA, transB, accumulate: false });
+  record(out, [a, b], (g) => {
+    // C = op(A) op(B): dop(A) = G op(B)^T, dop(B) = op(A)^T G, then undo the op on the stored layout.
+    if (a.requiresGrad) {
+      const ga = a.ensureGrad().storage;
+      if (!transA)
+        be.matmul(ga, g.storage, b.storage, {
+          m,
+          n: k,
+          k: n,
+          transA: false,
+          transB: !transB,
+          accumulate: true,
+        });
+      else
+        be.matmul(ga, b.storage, g.storage, {
+          m: k,
+          n: m,
+          k: n,
+          transA: transB,
+          transB: true,
+          accumulate: true,
+        });
+    }
+    if (b.requiresGrad) {
+      const gb = b.ensureGrad().storage;
+      if (!transB)
+        be.matmul(gb, a.storage, g.storage, {
+          m: k,
+          n,
+          k: m,
+          transA: !transA,
+          transB: false,
+          accumulate: true,
+        });
+      else
+        be.matmul(gb, g.storage, a.storage, {
+          m: n,
+          n: k,
+          k: m,
+          transA: true,
+          transB: transA,
+          accumulate: true,
+        });
+    }
+  });
+  return out;
+}
+
+/** y = x W^T for x [..., in] and W [out, in] (nn.Linear without bias). */
+export function linear(x: Tensor, w: Tensor): Tensor {
+  const inF = w.shape[1],
+    outF = w.shape[0];
+  check(x.dim(-1) === inF, () => `linear: input [${x.shape}] vs weight [${w.shape}]`);
+  const rows = x.size / inF;
+  const y = matmul(reshape(x, [rows, inF]), w, false, true);
+  return reshape(y, [...x.shape.slice(0, -1), outF]);
+}
+
+/** Rows of `table` [V, d] picked by ids; output shape [...idsShape, d]. */
+export function embedding(table: Tensor, ids: Int32Array, idsShape: Shape): Tensor {
+  const dim = table.shape[1];
+  check(sizeOf(idsShape) === ids.length, () => `embedding ids shape`);
+  const V = table.shape[0];
+  for (const id of ids) check(id >= 0 && id < V, () => `token id ${id} outside vocabulary of ${V}`);
+  const be = table.backend;
+  const out = Tensor.zeros(be, [...idsShape, dim]);
+  be.embedding(out.storage, table.storage, ids, dim);
+  record(out, [table], (g) => {
+    if (table.requiresGrad) be.embeddingBackward(table.ensureGrad().storage, g.storage, ids, dim);
+  });
+  return out;
+}
+
+/** out[i] = x[idx[i]] over rows of x viewed as [rows, d]. Output [idx.length, d]. */
+export function gatherRows(x: Tensor, idx: Int32Array): Tensor {
+  const dim = x.dim(-1);
+  const rows = x.size / dim;
+  for (const i of idx) check(i >= 0 && i < rows, () => `gatherRows index ${i} outside ${rows} rows`);
+  const be = x.backend;
+  const out = Tensor.zeros(be, [idx.length, dim]);
+  be.gatherRows(out.storage, x.storage, idx, dim);
+  record(out, [x], (g) => {
+    if (x.requiresGrad) be.scatterAddRows(x.ensureGrad().storage, g.storage, idx, dim);
+  });
+  return out;
+}
+
+/** A zero tensor [nRows, d] with src[i] added at row idx[i]. */
+export function scatterAddRows(src: Tensor, idx: Int32Array, nRows: number): Tensor {
+  const dim = src.dim(-1);
+  check(
+    src.size / dim === idx.length,
+    () => `scatterAddRows: ${idx.length} indices for ${src.size / dim} rows`,
+  );
+  for (const i of idx) check(i >= 0 && i < nRows, () => `scatterAddRows index ${i} outside ${nRows} rows`);
+  const be = src.backend;
+  const out = Tensor.zeros(be, [nRows, dim]);
+  be.scatterAddRows(out.storage, src.storage, idx, dim);
+  record(out, [src], (g) => {
+    if (!src.requiresGrad) return;
+    const tmp = be.alloc(src.size);
+    be.gatherRows(tmp, g.storage, idx, dim);
+    be.axpy(src.ensureGrad().storage, tmp, 1);
+    be.release(tmp);
+  });
+  return out;
+}
+
+export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
+  const dim = w.shape[0];
+  check(x.dim(-1) === dim, () => `rmsnorm: input [${x.shape}] vs weight [${w.shape}]`);
+  const be = x.backend;
+  const out = Tensor.zeros(be, x.shape);
+  const rstd = scratch(be, x.size / dim);
+  be.rmsnorm(out.storage, rstd, x.storage, w.storage, dim, eps);
+  record(out, [x, w], (g) => {
+    // Both gradients come out of one kernel; give it a scratch for whichever is not wanted.
+    const dx = x.requiresGrad ? x.ensureGrad().storage : be.alloc(x.size);
+    const dw = w.requiresGrad ? w.ensureGrad().storage : be.alloc(dim);
+    be.rmsnormBackward(dx, dw, g.storage, x.storage, w.storage, rstd, dim);
+    if (!x.requiresGrad) be.release(dx);
+    if (!w.requiresGrad) be.release(dw);
+  });
+  return out;
+}
+
+/** silu(a) * b, the SwiGLU gate. */
+export function swiglu(a: Tensor, b: Tensor): Tensor {
+  check(sameShape(a.shape, b.shape), () => `swiglu [${a.shape}] vs [${b.shape}]`);
+  const be = a.backend;
+  const out = Tensor.zeros(be, a.shape);
+  be.swiglu(out.storage, a.storage, b.storage);
+  record(out, [a, b], (g) => {
+    const da = a.requiresGrad ? a.ensureGrad().storage : be.alloc(a.size);
+    const db = b.requiresGrad ? b.ensureGrad().storage : be.alloc(b.size);
+    be.swigluBackward(da, db, g.storage, a.storage, b.storage);
+    if (!a.requiresGrad) be.release(da);
+    if (!b.requiresGrad) be.release(db);
+  });
+  return out;
+}
+
+/** Rotary tables for one stage: cos/sin [maxPos, headDim/2], not trainable. */
+export interface RopeTables {
+  cos: Tensor;
+  sin: Tensor;
+  maxPos: number;
+}
+
+/**
+ * RoPE on x [B, S, H, hd] (interleaved pairs). Positions are 0..S-1 per row unless `positions` (one per
+ * B*S row) is given.
+ */
+export function rope(x: Tensor, tables: RopeTables, positions: Int32Array | null = null): Tensor {
+  check(x.shape.length === 4, () => `rope expects [B,S,H,hd], got [${x.shape}]`);
+  const [B, S, H, hd] = x.shape;
+  check(
+    tables.cos.shape[1] * 2 === hd,
+    () => `rope table for head dim ${tables.cos.shape[1] * 2}, got ${hd}`,
+  );
+  if (positions) for (const p of positions) check(p >= 0 && p < tables.maxPos, () => `rope position ${p}`);
+  else check(S <= tables.maxPos, () => `sequence of ${S} beyond rope table of ${tables.maxPos}`);
+  const p = { rows: B * S, seq: S, nHeads: H, headDim: hd, positions };
+  const be = x.backend;
+  const out = Tensor.zeros(be, x.shape);
+  be.rope(out.storage, x.storage, tables.cos.storage, tables.sin.storage, p);
+  record(out, [x], (g) => {
+    if (x.requiresGrad)
+      be.ropeBackward(x.ensureGrad().storage, g.storage, tables.cos.storage, tables.sin.storage, p);
+  });
+  return out;
+}
+
+export interface AttentionOptions {
+  /** 0 or null: full causal attention. */
+  window?: number | null;
+  /** Query i sits at position qOffset + i among the keys (generation with a cache); default sk - sq. */
+  qOffset?: number;
+}
+
+/** Causal softmax attention. q [B,Sq,H,hd], k/v [B,Sk,Hkv,hd] -> [B,Sq,H,hd]. */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  const [B, sq, H, hd] = q.shape;
+  const [Bk, sk, Hkv, hdk] = k.shape;
+  check(
+    B === Bk && hd === hdk && sameShape(k.shape, v.shape) && H % Hkv === 0,
+    () => `attention shapes q [${q.shape}] k [${k.shape}] v [${v.shape}]`,
+  );
+  const p: AttentionParams = {
+    batch: B,
+    sq,
+    sk,
+    nHeads: H,
+    nKvHeads: Hkv,
+    headDim: hd,
+    qOffset: opts.qOffset ?? sk - sq,
+    window: opts.window ?? 0,
+    scale: 1 / Math.sqrt(hd),
+  };
+  const be = q.backend;
+  const out = Tensor.zeros(be, q.shape);
+  const lse = scratch(be, B * H * sq);
+  be.attention(out.storage, lse, q.storage, k.storage, v.storage, p);
+  record(out, [q, k, v], (g) => {
+    const scratch: import("./backend.js").Storage[] = [];
+    const gradOf = (t: Tensor) => {
+      if (t.requiresGrad) return t.ensureGrad().storage;
+      const s = be.alloc(t.size);
+      scratch.push(s);
+      return s;
+    };
+    be.attentionBackward(
+      gradOf(q),
+      gradOf(k),
+      gradOf(v),
+      g.storage,
+      q.storage,
+      k.storage,
+      v.storage,
+      out.storage,
+      lse,
+      p,
+    );
+    for (const s of scratch) be.release(s);
+  });
+  return out;
+}
+
+/** out[r] = W[pos[r]] x[r] for x [rows, dIn], W [P, dOut, dIn]: a separate linear map per position. */
+export function indexedLinear(x: Tensor, w: Tensor, pos: Int32Array): Tensor {
+  const [P, dOut, dIn] = w.shape;
+  const rows = x.size / dIn;
+  check(x.dim(-1) === dIn && rows === pos.length, () => `indexedLinear x [${x.shape}] W [${w.shape}]`);
+  for (const p of pos) check(p >= 0 && p < P, () => `indexedLinear position ${p} outside ${P}`);
+  const be = x.backend;
+  const out = Tensor.zeros(be, [rows, dOut]);
+  be.indexedLinear(out.storage, x.storage, w.storage, pos, dIn, dOut);
+  record(out, [x, w], (g) => {
+    const dx = x.requiresGrad ? x.ensureGrad().storage : be.alloc(x.size);
+    const dw = w.requiresGrad ? w.ensureGrad().storage : be.alloc(w.size);
+    be.indexedLinearBackward(dx, dw, g.storage, x.storage, w.storage, pos, dIn, dOut);
+    if (!x.requiresGrad) be.release(dx);
+    if (!w.requiresGrad) be.release(dw);
+  });
+  return out;
+}
+
+/**
+ * Mean cross-entropy of logits [rows, V] (through log-softmax) against integer targets: a [1] tensor.
+ * Also returns the per-row losses (nats), which evaluation uses.
+ */
+export function crossEntropy(logits: Tensor, targets: Int32Array): { loss: Tensor; rowLoss: Float32Array } {
+  const V = logits.dim(-1);
+  const rows = logits.size / V;
+  check(rows === targets.length, () => `crossEntropy: ${targets.length} targets for ${rows} rows`);
+  for (const t of targets) check(t >= 0 && t < V, () => `target ${t} outside vocabulary of ${V}`);
+  const be = logits.backend;
+  const rowLossS = be.alloc(rows);
+  const lse = scratch(be, rows);
+  be.crossEntropy(rowLossS, lse, logits.storage, targets, V);
+  const loss = Tensor.zeros(be, [1]);
+  be.reduceSum(loss.storage, rowLossS, 1 / rows);
+  const rowLoss = be.read(rowLossS);
+  be.release(rowLossS);
+  record(loss, [logits], (g) => {
+    if (!logits.requiresGrad) return;
+    const gv = be.read(g.storage)[0];
+    const dl = be.alloc(rows);
+    be.fill(dl, gv / rows);
+    be.crossEntropyBackward(logits.ensureGrad().storage, dl, logits.storage, lse, targets, V);
+    be.release(dl);
+  });
+  return { loss, rowLoss };
+}

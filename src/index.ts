@@ -1,0 +1,20 @@
+// The aunet library API.
+export type { Backend, Storage } from "./engine/backend.js";
+export { Tensor, backward, noGrad } from "./engine/tensor.js";
+export * as ops from "./engine/ops.js";
+export { RefBackend } from "./backends/ref.js";
+export { defaultBackend, setDefaultBackend } from "./backends/index.js";
+export { AUNet, ropeTables } from "./model/aunet.js";
+export type { ForwardOptions, ForwardResult } from "./model/aunet.js";
+export { parseConfig, paramSpecs, countParams, ffnHidden, toOfficialJson } from "./model/config.js";
+export type { AUNetConfig, ModelConfig, BlockConfig, PoolingType } from "./model/config.js";
+export { computePools } from "./model/pooling.js";
+export { loadModelDir, loadConfigFromDir } from "./io/model-dir.js";
+export {
+  readSafetensors,
+  parseSafetensors,
+  writeSafetensors,
+  serializeSafetensors,
+} from "./io/safetensors.js";
+export { checkFixture } from "./cli/check-fixture.js";
+export { UserError } from "./cli/errors.js";

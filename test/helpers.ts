@@ -1,0 +1,20 @@
+// Shared test helpers: locating the shared fixtures, seeded random data.
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { Rng } from "../src/util/rng.js";
+
+export const SHARED = process.env.AUNET_SHARED ?? resolve(process.cwd(), "../shared");
+export const FIXTURES = resolve(SHARED, "fixtures");
+export const hasFixtures = existsSync(FIXTURES);
+
+export function randn(rng: Rng, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+export function randInts(rng: Rng, n: number, hi: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.int(hi);
+  return a;
+}
