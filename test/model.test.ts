@@ -20,7 +20,8 @@ const fixtureDirs = hasFixtures
       .filter((d) => existsSync(join(d, "expected.safetensors")))
   : [];
 
-if (fixtureDirs.length === 0) test("check-fixture on the shared fixtures", (t) => t.skip(`no fixtures under ${FIXTURES}`));
+if (fixtureDirs.length === 0)
+  test("check-fixture on the shared fixtures", (t) => t.skip(`no fixtures under ${FIXTURES}`));
 for (const dir of fixtureDirs) {
   test(`check-fixture ${dir.split("/").pop()}`, () => {
     const r = checkFixture(dir, defaultBackend());
