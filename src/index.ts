@@ -18,3 +18,4 @@ export {
 } from "./io/safetensors.js";
 export { checkFixture } from "./cli/check-fixture.js";
 export { UserError } from "./cli/errors.js";
+export * from "./generate/index.js";

@@ -15,6 +15,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "print the level mask (word boundaries per stage) of some text",
     load: async () => (await import("./split.js")).splitCommand,
   },
+  generate: {
+    summary: "continue a prompt byte by byte (incremental, KV-cached), streaming the text",
+    load: async () => (await import("./generate.js")).generateCommand,
+  },
+  score: {
+    summary: "log-likelihood and bits per byte of a text, through the generation path",
+    load: async () => (await import("./score.js")).scoreCommand,
+  },
 };
 
 function usage(): string {

@@ -37,8 +37,9 @@ export function loadConfigFromDir(dir: string): AUNetConfig {
   if (!existsSync(dir)) throw new UserError(`no such directory: ${dir}`);
   if (!statSync(dir).isDirectory()) throw new UserError(`${dir} is not a directory`);
   const file = findConfigFile(dir);
+  const raw = readJsonFile(file);
   try {
-    return parseConfig(readJsonFile(file));
+    return parseConfig(raw);
   } catch (e) {
     if (e instanceof UserError) throw new UserError(`${file}: ${e.message}`);
     throw e;

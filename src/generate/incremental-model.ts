@@ -1,0 +1,400 @@
+// AU-Net one byte at a time (paper section 2.1.2, spec section 10).
+//
+// Each stage is a causal transformer over its own sequence, so it can advance by one position with a KV cache,
+// but it only advances at its own positions: the encoder and decoder of stage i run for a byte of level
+// v >= i, the trunk only when v = nL. Everything the stages exchange is local in time:
+// - pooling into stage i+1 takes the stage-i encoder output at the boundary byte itself (gather, down_norm,
+//   trans_down), so it is computed in the same step;
+// - upsampling into stage i reads the LATEST output of stage i+1 (computed this step when the byte is a
+//   boundary, otherwise kept from an earlier step) and the offset of the byte from that boundary (mod 16);
+// - the skip connection of decoder i is the encoder-i output of the same step.
+// So the logits of a step equal those of a full forward over all bytes so far with the same levels, and with
+// the caps (max_seqlens) off, which is what inference wants: a cap would freeze the coarse stages once a
+// prompt is long enough.
+//
+// Several sequences advance together: the linear maps of a stage run once over every row that reaches it,
+// and only attention is per row (each row reads its own cache).
+
+import type { AUNet } from "../model/aunet.js";
+import { ropeAngles } from "../model/aunet.js";
+import { nHeads, nKvHeads, windowOf } from "../model/config.js";
+import { computePools, MAX_POS } from "../model/pooling.js";
+import * as op from "../engine/ops.js";
+import type { RopeTables } from "../engine/ops.js";
+import { Tensor, noGrad, scoped } from "../engine/tensor.js";
+import { KvCache } from "./kv-cache.js";
+
+/** What one sequence carries from one step to the next. */
+export class SequenceState {
+  /** KV caches by transformer ("encoders.0", "trunk", "decoders.0", ...), one per layer. */
+  readonly caches = new Map<string, KvCache[]>();
+  /** Positions so far in each stage's own sequence: the RoPE position of the next one. */
+  readonly length: number[];
+  /** Per pooling level i: offset of the latest stage-i position from the boundary that opened its segment. */
+  readonly offset: Int32Array;
+  /** Per stage s >= 1: the output of stage s at its latest position (empty for stage 0). */
+  readonly latest: Float32Array[];
+
+  constructor(model: AUNet) {
+    const c = model.config;
+    const n = model.nStages;
+    const add = (prefix: string, stage: number) =>
+      this.caches.set(
+        prefix,
+        Array.from(
+          { length: c.layers[stage] },
+          () => new KvCache(model.backend, nKvHeads(c, stage), c.head_dims[stage], windowOf(c, stage)),
+        ),
+      );
+    for (let i = 0; i < n - 1; i++) {
+      add(`encoders.${i}`, i);
+      add(`decoders.${i}`, i);
+    }
+    add("trunk", n - 1);
+    this.length = new Array<number>(n).fill(0);
+    this.offset = new Int32Array(n - 1);
+    this.latest = c.dimensions.map((d, s) => new Float32Array(s === 0 ? 0 : d));
+  }
+
+  /** Bytes consumed so far (prompt included). */
+  get bytes(): number {
+    return this.length[0];
+  }
+
+  /** Key/value slots held by all caches together (bounded when every stage has a sliding window). */
+  get cacheSlots(): number {
+    let n = 0;
+    for (const layers of this.caches.values()) for (const c of layers) n += c.capacity;
+    return n;
+  }
+
+  /** Return the caches' memory to the backend; the state must not be used afterwards. */
+  release(): void {
+    for (const layers of this.caches.values()) for (const c of layers) c.release();
+  }
+}
+
+type Attend = (layer: number, q: Tensor, k: Tensor, v: Tensor) => Tensor;
+
+export class IncrementalAUNet {
+  /** Per stage: positions it processed in steps since construction (how often it ran for new bytes). */
+  readonly stageRuns: number[];
+  /** Per stage: positions it processed in prefills. */
+  readonly prefillRuns: number[];
+
+  constructor(readonly model: AUNet) {
+    this.stageRuns = new Array<number>(model.nStages).fill(0);
+    this.prefillRuns = new Array<number>(model.nStages).fill(0);
+  }
+
+  get nLevels(): number {
+    return this.model.nLevels;
+  }
+
+  /**
+   * Run a prompt through every stage at once (one pass per stage over its own positions), filling a fresh
+   * state's caches. `levels` are the prompt's levels; position 0 is forced to the top level (it is the BOS
+   * that every stage starts from) and levels above nL count as nL. Returns the logits [V] of the last byte.
+   */
+  prefill(
+    tokens: ArrayLike<number>,
+    levels: ArrayLike<number>,
+  ): { state: SequenceState; logits: Float32Array } {
+    const m = this.model;
+    const c = m.config;
+    const nL = this.nLevels;
+    const L = tokens.length;
+    if (L === 0) throw new Error("prefill needs at least one token (the BOS)");
+    if (levels.length !== L) throw new Error(`prefill: ${levels.length} levels for ${L} tokens`);
+    const state = new SequenceState(m);
+    const lm = Int32Array.from(levels, (v) => Math.min(v, nL));
+    lm[0] = nL;
+    const pools = computePools(
+      lm,
+      1,
+      L,
+      c.max_seqlens.map(() => L),
+      nL,
+      false,
+    );
+    const lens = [L, ...pools.map((p) => p.lenOut)];
+    const logits = noGrad(() =>
+      scoped(() => {
+        const stage = (prefix: string, s: number, x: Tensor) => this.prefillStage(state, prefix, s, x);
+        let x = op.embedding(m.p("tok_embeddings.weight"), Int32Array.from(tokens), [1, L]);
+        const res: Tensor[] = [];
+        for (let i = 0; i < nL; i++) {
+          x = stage(`encoders.${i}`, i, x);
+          res.push(x);
+          x = m.down(i, x, pools[i], 1);
+        }
+        x = stage("trunk", nL, x);
+        for (let i = nL - 1; i >= 0; i--) {
+          state.latest[i + 1].set(op.gatherRows(x, Int32Array.of(lens[i + 1] - 1)).toFloat32());
+          const u = m.up(i, x, pools[i], 1);
+          x = stage(`decoders.${i}`, i, c.residuals[i] ? op.add(res[i], u) : u);
+        }
+        return this.vocab(op.gatherRows(x, Int32Array.of(L - 1))).toFloat32();
+      }),
+    );
+    lens.forEach((n, s) => {
+      state.length[s] = n;
+      this.prefillRuns[s] += n;
+    });
+    pools.forEach((p, i) => (state.offset[i] = p.pos[p.lenIn - 1]));
+    return { state, logits };
+  }
+
+  /**
+   * Advance each sequence by one token at the given level (its incremental level; levels above nL count as
+   * nL). Returns the logits [n, V] of the new tokens, one row per state. A step that throws leaves the states
+   * unusable.
+   */
+  step(states: readonly SequenceState[], tokens: ArrayLike<number>, levels: ArrayLike<number>): Float32Array {
+    const m = this.model;
+    const c = m.config;
+    const nL = this.nLevels;
+    const n = states.length;
+    if (tokens.length !== n || levels.length !== n)
+      throw new Error(`step: ${tokens.length} tokens and ${levels.length} levels for ${n} sequences`);
+    if (n === 0) return new Float32Array(0);
+    const lv = Int32Array.from(levels, (v) => Math.min(Math.max(v, 0), nL));
+    // rowsAt[s]: the sequences whose new byte reaches stage s, in batch order.
+    const rowsAt: number[][] = [];
+    for (let s = 0; s <= nL; s++) rowsAt.push(states.map((_, r) => r).filter((r) => lv[r] >= s));
+    let depth = 0;
+    while (depth < nL && rowsAt[depth + 1].length > 0) depth++;
+
+    const logits = noGrad(() =>
+      scoped(() => {
+        // Encoder i and decoder i sit at the same stage-i positions: one RoPE table serves both.
+        const ropes = rowsAt.map((rows, s) => (s <= depth ? this.ropeRows(states, rows, s) : null));
+        const stage = (prefix: string, s: number, x: Tensor) =>
+          this.stepStage(states, rowsAt[s], prefix, s, x, ropes[s]!);
+        let x = op.embedding(m.p("tok_embeddings.weight"), Int32Array.from(tokens), [n, 1]);
+        const res: Tensor[] = [];
+        for (let i = 0; i < Math.min(depth + 1, nL); i++) {
+          x = stage(`encoders.${i}`, i, x);
+          res.push(x);
+          if (i < depth) x = this.down(i, x, boundaryRows(rowsAt[i], lv, i));
+        }
+        if (depth === nL) {
+          x = stage("trunk", nL, x);
+          if (nL > 0) setLatest(states, rowsAt[nL], nL, x);
+        }
+        // A boundary of level v opens a new segment at every level below v; the byte moves one further from
+        // its boundary at level v itself.
+        states.forEach((st, r) => {
+          for (let i = 0; i < nL; i++) {
+            if (lv[r] > i) st.offset[i] = 0;
+            else if (lv[r] === i) st.offset[i] = (st.offset[i] + 1) % MAX_POS;
+          }
+        });
+        for (let i = Math.min(depth, nL - 1); i >= 0; i--) {
+          const u = this.up(states, rowsAt[i], lv, i);
+          x = stage(`decoders.${i}`, i, c.residuals[i] ? op.add(res[i], u) : u);
+          if (i > 0) setLatest(states, rowsAt[i], i, x);
+        }
+        return this.vocab(x).toFloat32();
+      }),
+    );
+    for (let s = 0; s <= depth; s++) {
+      for (const r of rowsAt[s]) states[r].length[s]++;
+      this.stageRuns[s] += rowsAt[s].length;
+    }
+    return logits;
+  }
+
+  /** vocab(vocab_norm(x)) for x [..., d0] -> [rows, V]. */
+  private vocab(x: Tensor): Tensor {
+    const m = this.model;
+    const d0 = m.config.dimensions[0];
+    const flat = op.reshape(x, [x.size / d0, d0]);
+    return op.linear(op.rmsnorm(flat, m.p("vocab_norm.weight"), m.config.norm_eps), m.p("vocab.weight"));
+  }
+
+  /** One transformer of stage s over a whole prompt [1, S, d], appending every layer's keys and values. */
+  private prefillStage(state: SequenceState, prefix: string, s: number, x: Tensor): Tensor {
+    const c = this.model.config;
+    const S = x.dim(1);
+    const positions = Int32Array.from({ length: S }, (_, t) => t);
+    const rope = ropeTable(this.model, s, positions);
+    const caches = state.caches.get(prefix)!;
+    const window = windowOf(c, s);
+    return this.transformer(prefix, s, x, rope, null, (l, q, k, v) => {
+      caches[l].append(k.toFloat32(), v.toFloat32(), S);
+      return op.attention(q, k, v, { window });
+    });
+  }
+
+  /**
+   * One transformer of stage s for the new position of each of `rows` (x [rows, 1, d]). The projections run
+   * batched; attention runs per row against that row's cache, where every visible slot is inside the window
+   * (the ring holds exactly the last W positions), so no mask is needed beyond "all of them".
+   */
+  private stepStage(
+    states: readonly SequenceState[],
+    rows: readonly number[],
+    prefix: string,
+    s: number,
+    x: Tensor,
+    rope: RopeTables,
+  ): Tensor {
+    const be = this.model.backend;
+    const positions = Int32Array.from(rows, (_, j) => j);
+    return this.transformer(prefix, s, x, rope, positions, (l, q, k, v) => {
+      if (rows.length === 1) {
+        // One row: its query is already the right tensor, no need to split the batch.
+        const cache = states[rows[0]].caches.get(prefix)![l];
+        cache.append(k.toFloat32(), v.toFloat32(), 1);
+        const kv = cache.view();
+        return op.attention(q, kv.k, kv.v, { qOffset: cache.visible - 1 });
+      }
+      const [, , H, hd] = q.shape;
+      const qs = H * hd;
+      const kvs = k.size / rows.length;
+      const qh = q.toFloat32(),
+        kh = k.toFloat32(),
+        vh = v.toFloat32();
+      const out = new Float32Array(q.size);
+      rows.forEach((r, j) => {
+        const cache = states[r].caches.get(prefix)![l];
+        cache.append(kh.subarray(j * kvs, (j + 1) * kvs), vh.subarray(j * kvs, (j + 1) * kvs), 1);
+        const kv = cache.view();
+        const qr = Tensor.from(be, qh.subarray(j * qs, (j + 1) * qs), [1, 1, H, hd]);
+        out.set(op.attention(qr, kv.k, kv.v, { qOffset: cache.visible - 1 }).toFloat32(), j * qs);
+      });
+      return Tensor.from(be, out, q.shape);
+    });
+  }
+
+  /** The blocks of one transformer (AUNet.block's math), with attention supplied by the caller. */
+  private transformer(
+    prefix: string,
+    s: number,
+    x: Tensor,
+    rope: RopeTables,
+    positions: Int32Array | null,
+    attend: Attend,
+  ): Tensor {
+    const m = this.model;
+    const c = m.config;
+    const [B, S, d] = x.shape;
+    const H = nHeads(c, s),
+      Hkv = nKvHeads(c, s),
+      hd = c.head_dims[s];
+    const eps = c.block.norm_eps;
+    for (let l = 0; l < c.layers[s]; l++) {
+      const w = (name: string) => m.p(`${prefix}.layers.${l}.${name}.weight`);
+      const a = op.rmsnorm(x, w("attention_norm"), eps);
+      const q = op.rope(op.reshape(op.linear(a, w("attention.wq")), [B, S, H, hd]), rope, positions);
+      const k = op.rope(op.reshape(op.linear(a, w("attention.wk")), [B, S, Hkv, hd]), rope, positions);
+      const v = op.reshape(op.linear(a, w("attention.wv")), [B, S, Hkv, hd]);
+      const o = attend(l, q, k, v);
+      const h = op.add(x, op.linear(op.reshape(o, [B, S, d]), w("attention.wo")));
+      const f = op.rmsnorm(h, w("ffn_norm"), eps);
+      x = op.add(
+        h,
+        op.linear(
+          op.swiglu(op.linear(f, w("feed_forward.w1")), op.linear(f, w("feed_forward.w3"))),
+          w("feed_forward.w2"),
+        ),
+      );
+    }
+    return x;
+  }
+
+  /** RoPE rows for the next position of each of `rows` at stage s (row j of the table is row j's angle). */
+  private ropeRows(states: readonly SequenceState[], rows: readonly number[], s: number): RopeTables {
+    return ropeTable(
+      this.model,
+      s,
+      Int32Array.from(rows, (r) => states[r].length[s]),
+    );
+  }
+
+  /** Pool the encoder-i outputs of the rows whose byte is a boundary of level > i: [k, 1, d_{i+1}]. */
+  private down(i: number, x: Tensor, local: Int32Array): Tensor {
+    const m = this.model;
+    const c = m.config;
+    const t = `transitions.${i}`;
+    const g = op.gatherRows(x, local);
+    const y = op.linear(
+      op.rmsnorm(g, m.p(`${t}.down_norm.weight`), c.block.norm_eps),
+      m.p(`${t}.trans_down.weight`),
+    );
+    return op.reshape(y, [local.length, 1, c.dimensions[i + 1]]);
+  }
+
+  /**
+   * What stage i+1 adds to each of `rows` at stage i (without the skip connection): [rows, 1, d_i], from the
+   * latest stage-(i+1) vector and the row's offset since that boundary (spec section 7, step 5).
+   */
+  private up(states: readonly SequenceState[], rows: readonly number[], lv: Int32Array, i: number): Tensor {
+    const m = this.model;
+    const c = m.config;
+    const be = m.backend;
+    const t = `transitions.${i}`;
+    const di = c.dimensions[i],
+      dn = c.dimensions[i + 1];
+    const coarse = (rs: readonly number[]) => {
+      const g = new Float32Array(rs.length * dn);
+      rs.forEach((r, j) => g.set(states[r].latest[i + 1], j * dn));
+      return op.rmsnorm(Tensor.from(be, g, [rs.length, dn]), m.p(`${t}.up_norm.weight`), c.block.norm_eps);
+    };
+    let u: Tensor;
+    if (c.pooling_type === "simple") {
+      // No repetition: the coarse vector lands only on its own boundary byte, every other row gets nothing.
+      const local = boundaryRows(rows, lv, i);
+      if (local.length === 0) u = Tensor.zeros(be, [rows.length, di]);
+      else {
+        const y = op.linear(coarse(Array.from(local, (j) => rows[j])), m.p(`${t}.trans_up.weight`));
+        u = op.scatterAddRows(y, local, rows.length);
+      }
+    } else {
+      const g = coarse(rows);
+      const pos = Int32Array.from(rows, (r) => states[r].offset[i]);
+      if (c.pooling_type === "simple_indexed_matmul")
+        u = op.add(
+          op.linear(g, m.p(`${t}.trans_up.weight`)),
+          op.indexedLinear(g, m.p(`${t}.indexed_linear.weight`), pos),
+        );
+      else {
+        const pe = op.embedding(m.p(`${t}.pos_encoding.weight`), pos, [rows.length]);
+        u = op.linear(op.add(g, pe), m.p(`${t}.trans_up.weight`));
+      }
+    }
+    return op.reshape(u, [rows.length, 1, di]);
+  }
+}
+
+/** Positions (within `rows`) of the rows whose level pools them into stage i+1. */
+function boundaryRows(rows: readonly number[], lv: Int32Array, i: number): Int32Array {
+  const out: number[] = [];
+  rows.forEach((r, j) => {
+    if (lv[r] > i) out.push(j);
+  });
+  return Int32Array.from(out);
+}
+
+/** Remember each row's stage-s output [rows, 1, d_s] as its latest coarse vector. */
+function setLatest(states: readonly SequenceState[], rows: readonly number[], s: number, x: Tensor): void {
+  const d = x.dim(-1);
+  const h = x.toFloat32();
+  rows.forEach((r, j) => states[r].latest[s].set(h.subarray(j * d, (j + 1) * d)));
+}
+
+/**
+ * A RoPE table whose row j holds the angles of positions[j]. Built per call from the same float32 recipe as
+ * the model's tables, so positions may run past max_seqlens without growing any table with the generation.
+ */
+function ropeTable(model: AUNet, s: number, positions: Int32Array): RopeTables {
+  const hd = model.config.head_dims[s];
+  const { cos, sin } = ropeAngles(hd, positions, model.config.block.rope_theta);
+  const n = positions.length;
+  return {
+    cos: Tensor.from(model.backend, cos, [n, hd / 2]),
+    sin: Tensor.from(model.backend, sin, [n, hd / 2]),
+    maxPos: n,
+  };
+}
