@@ -23,6 +23,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "log-likelihood and bits per byte of a text, through the generation path",
     load: async () => (await import("./score.js")).scoreCommand,
   },
+  convert: {
+    summary: "convert a model between aunet, lingua (consolidated.pth) and safetensors; write lingua's yaml",
+    load: async () => (await import("./convert.js")).convertCommand,
+  },
 };
 
 function usage(): string {

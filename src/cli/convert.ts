@@ -1,0 +1,114 @@
+// `aunet convert SRC DST`: move a model between an aunet model directory, a lingua consolidated directory and a
+// bare safetensors file, or write the lingua training YAML for its config.
+
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { UserError } from "./errors.js";
+import {
+  TARGET_FORMATS,
+  detectFormat,
+  readModel,
+  readSourceConfig,
+  writeModel,
+  type SourceFormat,
+  type TargetFormat,
+} from "../io/convert.js";
+import { countParams } from "../model/config.js";
+
+export const CONVERT_HELP = `usage: aunet convert SRC DST [--to FORMAT] [--from FORMAT] [--config FILE]
+
+Converts a model between formats; the float32 weights are copied bit for bit.
+
+SRC is one of
+  an aunet model directory       model.safetensors + params.json (or config.json)
+  a lingua consolidated dir      consolidated.pth + params.json, as lingua's consolidate_checkpoints writes it
+  a safetensors file             its config from --config, a params.json/config.json beside it, or its metadata
+  a torch file (.pth/.pt)        torch.save of {"model": state_dict} or of a bare state dict; config as above
+  a config .json                 (only with --to lingua-yaml)
+
+options:
+  --to FORMAT      aunet (directory), lingua (directory: consolidated.pth + params.json), safetensors (file,
+                   config embedded in its metadata) or lingua-yaml (training config for apps.aunet.train).
+                   Default: from DST's extension (.safetensors, .yaml/.yml), else lingua for an aunet source
+                   and aunet for anything else
+  --from FORMAT    aunet, lingua, safetensors or torch, when SRC's layout is ambiguous
+  --config FILE    the config (official layout) for a bare weights file
+  -h, --help       show this text
+`;
+
+const SOURCE_FORMATS: readonly SourceFormat[] = ["aunet", "lingua", "safetensors", "torch"];
+
+/** Where the command reports; tests pass their own. */
+export interface ConvertIO {
+  stdout?: { write(chunk: string): unknown };
+}
+
+function defaultTarget(dst: string, from: SourceFormat | "config"): TargetFormat {
+  if (/\.safetensors$/i.test(dst)) return "safetensors";
+  if (/\.ya?ml$/i.test(dst)) return "lingua-yaml";
+  return from === "aunet" ? "lingua" : "aunet";
+}
+
+export async function convertCommand(argv: string[], io: ConvertIO = {}): Promise<number> {
+  const stdout = io.stdout ?? process.stdout;
+  let parsed: {
+    values: { to?: string; from?: string; config?: string; help?: boolean };
+    positionals: string[];
+  };
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        to: { type: "string" },
+        from: { type: "string" },
+        config: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+    });
+  } catch (e) {
+    throw new UserError(
+      `convert: ${e instanceof Error ? e.message : String(e)} (see 'aunet convert --help')`,
+    );
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    stdout.write(CONVERT_HELP);
+    return 0;
+  }
+  if (positionals.length !== 2)
+    throw new UserError("convert: expected SRC and DST (see 'aunet convert --help')");
+  const [src, dst] = positionals;
+  if (values.to !== undefined && !TARGET_FORMATS.includes(values.to as TargetFormat))
+    throw new UserError(`convert: --to must be one of ${TARGET_FORMATS.join(", ")}`);
+  if (values.from !== undefined && !SOURCE_FORMATS.includes(values.from as SourceFormat))
+    throw new UserError(`convert: --from must be one of ${SOURCE_FORMATS.join(", ")}`);
+  const from = values.from as SourceFormat | undefined;
+  const opts = { from, config: values.config };
+  const configOnly = /\.json$/i.test(src);
+
+  const to =
+    (values.to as TargetFormat | undefined) ??
+    defaultTarget(dst, configOnly ? "config" : (from ?? detectFormat(src)));
+  if (to === "lingua-yaml") {
+    writeModel(dst, to, readSourceConfig(src, opts));
+    stdout.write(`wrote ${dst}: lingua training config (fill in the data paths it names before training)\n`);
+    return 0;
+  }
+  if (configOnly)
+    throw new UserError(`convert: ${src} is a config file; only --to lingua-yaml can start from one`);
+  const model = readModel(src, opts);
+  if (model.format === to && path.resolve(src) === path.resolve(dst))
+    throw new UserError(`convert: ${dst} is the source itself`);
+  writeModel(dst, to, model);
+  const { total } = countParams(model.config.model);
+  stdout.write(
+    `converted ${src} (${model.format}) -> ${dst} (${to}): ${model.weights.size} tensors, ${total} parameters\n`,
+  );
+  if (model.ignored.length > 0)
+    stdout.write(
+      `left out ${model.ignored.length} entries that are not parameters of this config: ` +
+        `${model.ignored.slice(0, 8).join(", ")}${model.ignored.length > 8 ? ", ..." : ""}\n`,
+    );
+  return 0;
+}
