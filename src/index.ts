@@ -19,3 +19,9 @@ export {
 export { checkFixture } from "./cli/check-fixture.js";
 export { UserError } from "./cli/errors.js";
 export * from "./generate/index.js";
+export * from "./eval/index.js";
+export { evaluateDocs } from "./train/evaluate.js";
+export { train } from "./train/trainer.js";
+export type { TrainOptions, TrainSummary } from "./train/trainer.js";
+export { parseRunConfig, loadRawConfig, presetNames } from "./train/run-config.js";
+export type { RunConfig } from "./train/run-config.js";

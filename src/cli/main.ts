@@ -23,6 +23,18 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "log-likelihood and bits per byte of a text, through the generation path",
     load: async () => (await import("./score.js")).scoreCommand,
   },
+  train: {
+    summary: "train an AU-Net on text/JSONL data (checkpoints, metrics, exact resume)",
+    load: async () => (await import("./train.js")).trainCommand,
+  },
+  eval: {
+    summary: "bits per byte of a checkpoint on text/JSONL data",
+    load: async () => (await import("./eval.js")).evalCommand,
+  },
+  demo: {
+    summary: "train the small preset on the shipped Moby-Dick corpus for a few minutes, then sample",
+    load: async () => (await import("./demo.js")).demoCommand,
+  },
   convert: {
     summary: "convert a model between aunet, lingua (consolidated.pth) and safetensors; write lingua's yaml",
     load: async () => (await import("./convert.js")).convertCommand,
