@@ -9,11 +9,14 @@
 //
 // Peak: 169 GFLOP/s per core (two 512-bit FMA pipes x 16 lanes x 2 flops x ~2.6 GHz on the reference AMD
 // EPYC); override with AUNET_PEAK_GFLOPS_PER_CORE for another machine.
-import { writeFileSync, mkdirSync } from "node:fs";
+import { writeFileSync, mkdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadNativeBackend, type NativeBackend } from "../src/backends/native.js";
 import type { AttentionParams, Storage } from "../src/engine/backend.js";
-import { backward } from "../src/engine/tensor.js";
+import { backward, scoped } from "../src/engine/tensor.js";
+import { Profiler, type OpStat } from "../src/backends/profile.js";
+import { flopsPerByte, measurePositions, mfu } from "../src/train/flops.js";
 import { AUNet } from "../src/model/aunet.js";
 import { parseConfig } from "../src/model/config.js";
 import { levelMask } from "../src/data/splitter.js";
@@ -176,18 +179,13 @@ function benchAttention(nb: NativeBackend): Row[] {
   return rows;
 }
 
-// Full training steps (forward, backward, gradient norm, AdamW) of two model configurations on synthetic
-// word-like bytes, as the trainer runs them.
-const TRAIN_CONFIGS = [
-  {
-    name: "aunet_small",
-    model: { dimensions: [128, 256], layers: [2, 2], head_dims: [32, 64] },
-  },
-  {
-    name: "aunet_medium",
-    model: { dimensions: [256, 512], layers: [2, 4], head_dims: [64, 128] },
-  },
-];
+// Full training steps (forward, backward, gradient norm, AdamW) of the two model configurations stored in
+// bench/configs/, on synthetic word-like bytes, as the trainer runs them. Reported as bytes/s, model FLOPs
+// utilisation (spec section 9 FLOPs per byte with the measured positions per stage) against the peak of the
+// threads used, the ratio to the official PyTorch code's throughput on this machine, and a per-op profile.
+const TRAIN_CONFIGS = ["aunet_small", "aunet_medium"];
+/** Official lingua implementation, 2 threads, this machine (bytes/s; from the issue that set the targets). */
+const OFFICIAL_BYTES_PER_S: Record<string, number> = { aunet_small: 1400, aunet_medium: 950 };
 const TRAIN_BATCH = Number(opt("--train-batch") ?? 4);
 
 function syntheticBytes(n: number, seed: number): Uint8Array {
@@ -217,67 +215,88 @@ function syntheticBytes(n: number, seed: number): Uint8Array {
   return out;
 }
 
-function benchTrainStep(nb: NativeBackend): Row[] {
-  if (flag("--no-train")) return [];
-  const rows: Row[] = [];
-  for (const tc of TRAIN_CONFIGS) {
-    const cfg = parseConfig({
-      model: {
-        ...tc.model,
-        residuals: [true],
-        sliding_windows: [256, 384],
-        max_seqlens: [1024, 384],
-        pooling_type: "simple_indexed_matmul",
-        block: { rope_theta: 10000.0, multiple_of: 32 },
-        seed: 777,
-      },
-      data: { seq_len: 1024, regex: { strategy: { word1: "1@1" } } },
-    });
+interface TrainBench {
+  rows: Row[];
+  profiles: { config: string; threads: number; ops: (OpStat & { pct: number })[] }[];
+}
+
+function benchTrainStep(nb: NativeBackend): TrainBench {
+  const out: TrainBench = { rows: [], profiles: [] };
+  if (flag("--no-train")) return out;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const name of TRAIN_CONFIGS) {
+    // dist/bench/bench.js -> bench/configs/<name>.json at the package root.
+    const file = path.resolve(here, "..", "..", "bench", "configs", `${name}.json`);
+    const cfg = parseConfig(JSON.parse(readFileSync(file, "utf8")));
     const B = TRAIN_BATCH,
       S = cfg.model.max_seqlens[0];
     const bytes = syntheticBytes(B * (S + 1), 11);
     const tokens = new Int32Array(B * S),
       targets = new Int32Array(B * S),
       mask = new Int32Array(B * S);
+    const rowMasks: Int32Array[] = [];
     for (let b = 0; b < B; b++) {
       const row = bytes.subarray(b * (S + 1), (b + 1) * (S + 1));
       for (let t = 0; t < S; t++) {
         tokens[b * S + t] = row[t];
         targets[b * S + t] = row[t + 1];
       }
-      mask.set(levelMask(row.subarray(0, S), cfg.strategy), b * S);
+      const m = levelMask(row.subarray(0, S), cfg.strategy);
+      rowMasks.push(m);
+      mask.set(m, b * S);
     }
-    const model = new AUNet(cfg.model, nb);
-    const optim = new AdamW(model.params, nb, OFFICIAL_ADAMW);
-    const step = () => {
-      const r = model.loss(tokens, mask, targets, B, S);
-      backward(r.loss);
-      r.loss.item();
-      const norm = optim.gradNorm();
-      optim.update(1e-4, norm > 1 ? 1 / norm : 1);
-      model.zeroGrad();
-    };
+    const { positions } = measurePositions(cfg.model, rowMasks, S);
+    const fpb = flopsPerByte(cfg.model, positions, B);
+    const profiler = new Profiler();
+    const be = profiler.wrap(nb);
+    const model = new AUNet(cfg.model, be);
+    const optim = new AdamW(model.params, be, OFFICIAL_ADAMW);
+    const step = () =>
+      scoped(() => {
+        const r = model.loss(tokens, mask, targets, B, S);
+        backward(r.loss);
+        r.loss.item();
+        const norm = optim.gradNorm();
+        optim.update(1e-4, norm > 1 ? 1 / norm : 1);
+        model.zeroGrad();
+      });
     for (const threads of THREADS) {
       nb.setThreads(threads);
       step(); // warm-up: JIT, pool buffers, scratch
       const reps = QUICK ? 2 : 4;
       let best = Infinity;
+      profiler.reset();
       for (let i = 0; i < reps; i++) {
         const t0 = process.hrtime.bigint();
         step();
         best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
       }
-      rows.push({
+      const bytesPerS = (B * S) / best;
+      out.rows.push({
         kernel: "train_step",
-        shape: `${tc.name} B${B} S${S}`,
-        op: "fwd+bwd+adamw",
+        shape: `${name} B${B} S${S}`,
         threads,
         ms: +(best * 1e3).toFixed(1),
-        tokensPerSec: Math.round((B * S) / best),
+        bytesPerS: Math.round(bytesPerS),
+        gflopPerStep: +((fpb * B * S) / 1e9).toFixed(1),
+        mfuPct: +(100 * mfu(fpb, bytesPerS, threads) * (169 / PEAK_PER_CORE)).toFixed(1),
+        vsOfficial: +(bytesPerS / OFFICIAL_BYTES_PER_S[name]).toFixed(1),
+      });
+      const ops = profiler.report();
+      const total = ops.reduce((a, o) => a + o.ms, 0);
+      out.profiles.push({
+        config: name,
+        threads,
+        ops: ops.map((o) => ({
+          op: o.op,
+          calls: Math.round(o.calls / reps),
+          ms: +(o.ms / reps).toFixed(2),
+          pct: +((100 * o.ms) / total).toFixed(1),
+        })),
       });
     }
   }
-  return rows;
+  return out;
 }
 
 function main(): void {
@@ -294,13 +313,22 @@ function main(): void {
   table(gemm, ["kernel", "shape", "op", "threads", "ms", "gflops", "pctPeak"]);
   const attn = benchAttention(nb);
   table(attn, ["kernel", "shape", "op", "threads", "ms", "gflops", "pctPeak"]);
-  let train: Row[] = [];
+  let train: TrainBench = { rows: [], profiles: [] };
   try {
     train = benchTrainStep(nb);
   } catch (e) {
     log(`train-step benchmark skipped: ${e instanceof Error ? e.message : String(e)}`);
   }
-  if (train.length) table(train, Object.keys(train[0]));
+  if (train.rows.length) {
+    log(
+      "Training step: bytes/s, model FLOPs utilisation (% of the peak of the threads used), vs official PyTorch",
+    );
+    table(train.rows, Object.keys(train.rows[0]));
+    for (const p of train.profiles) {
+      log(`Per-op profile: ${p.config}, ${p.threads} thread(s), one step (time inside kernels)`);
+      table(p.ops.slice(0, 14) as unknown as Row[], ["op", "calls", "ms", "pct"]);
+    }
+  }
   nb.setThreads(t0);
   const result = {
     date: new Date().toISOString(),
@@ -309,7 +337,8 @@ function main(): void {
     node: process.version,
     gemm,
     attention: attn,
-    trainStep: train,
+    trainStep: train.rows,
+    trainProfile: train.profiles,
   };
   if (JSON_ONLY) console.log(JSON.stringify(result, null, 2));
   else {

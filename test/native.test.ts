@@ -14,6 +14,11 @@ import assert from "node:assert/strict";
 import { RefBackend } from "../src/backends/ref.js";
 import { loadNativeBackend, type NativeBackend } from "../src/backends/native.js";
 import type { AttentionParams, Backend, RopeParams, Storage } from "../src/engine/backend.js";
+import { backward, scoped } from "../src/engine/tensor.js";
+import { AUNet } from "../src/model/aunet.js";
+import { parseConfig } from "../src/model/config.js";
+import { levelMask } from "../src/data/splitter.js";
+import { AdamW, OFFICIAL_ADAMW } from "../src/train/optimizer.js";
 
 const TOL = 1e-5;
 const loaded = loadNativeBackend();
@@ -537,4 +542,49 @@ each("native: adamw over several steps", (nb, tag) => {
     m.check(`${tag} adamw m n=${n}`);
     v.check(`${tag} adamw v n=${n}`);
   }
+});
+
+test("a steady-state training step allocates no new native memory", (t) => {
+  const { backend: nb } = loadNativeBackend();
+  if (!nb) return t.skip("native addon not built");
+  const cfg = parseConfig({
+    model: {
+      dimensions: [32, 64],
+      head_dims: [16, 16],
+      layers: [1, 1],
+      max_seqlens: [64, 24],
+      sliding_windows: [16, 8],
+    },
+    data: { seq_len: 64, regex: { strategy: { word1: "1@1" } } },
+  });
+  const model = new AUNet(cfg.model, nb);
+  const optim = new AdamW(model.params, nb, OFFICIAL_ADAMW);
+  const text = new TextEncoder().encode(
+    "the byte level model pools words into a shorter sequence, then upsamples. ".repeat(4),
+  );
+  const B = 2,
+    S = 64;
+  const tokens = new Int32Array(B * S),
+    targets = new Int32Array(B * S),
+    mask = new Int32Array(B * S);
+  for (let b = 0; b < B; b++) {
+    const row = text.subarray(b * 7, b * 7 + S + 1);
+    mask.set(levelMask(row.subarray(0, S), cfg.strategy), b * S);
+    for (let i = 0; i < S; i++) {
+      tokens[b * S + i] = row[i];
+      targets[b * S + i] = row[i + 1];
+    }
+  }
+  const step = () =>
+    scoped(() => {
+      backward(model.loss(tokens, mask, targets, B, S).loss);
+      optim.update(1e-3, 1);
+      model.zeroGrad();
+    });
+  for (let i = 0; i < 3; i++) step();
+  const before = nb.poolStats();
+  for (let i = 0; i < 20; i++) step();
+  const after = nb.poolStats();
+  assert.equal(after.freshAllocs, before.freshAllocs, "steady-state steps took new memory from the system");
+  assert.equal(after.liveBytes, before.liveBytes);
 });

@@ -157,7 +157,7 @@ export function backward(loss: Tensor, seed?: Tensor): void {
     if (!e.output.grad) continue; // does not reach the loss
     e.backward(e.output.grad);
     // Intermediate gradients are dead once propagated; parameters keep theirs (they have no tape entry).
-    if (e.output !== loss && !e.output.retainGrad) {
+    if (!e.output.retainGrad) {
       e.output.backend.release(e.output.grad.storage);
       e.output.grad = null;
     }

@@ -6,7 +6,7 @@
 // document boundaries alike (the model has to pay for ending a document); the denominators are the number of
 // predicted BYTES (ids < 256) and of characters among them (bytes that are not UTF-8 continuation bytes).
 
-import { noGrad } from "../engine/tensor.js";
+import { noGrad, scoped } from "../engine/tensor.js";
 import type { AUNet } from "../model/aunet.js";
 import { RowPacker, type PackedDoc } from "../data/packing.js";
 
@@ -80,8 +80,8 @@ export async function evaluateDocs(
   const flush = (rows: number, len: number) => {
     if (rows === 0) return;
     const n = rows * len;
-    const r = noGrad(() =>
-      model.loss(tokens.subarray(0, n), mask.subarray(0, n), targets.subarray(0, n), rows, len),
+    const r = scoped(() =>
+      noGrad(() => model.loss(tokens.subarray(0, n), mask.subarray(0, n), targets.subarray(0, n), rows, len)),
     );
     acc.add(r.rowLoss, targets.subarray(0, n));
     onBatch?.(acc);

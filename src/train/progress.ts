@@ -34,6 +34,12 @@ export interface ProgressFields {
 export class Progress {
   private barShown = false;
   private lastPlain = -Infinity;
+  // Fast steps (a few ms) would flood a log or redraw the bar thousands of times a second: plain lines come
+  // at most every PLAIN_MS, bar redraws at most every BAR_MS.
+  private lastPlainAt = -Infinity;
+  private lastBarAt = -Infinity;
+  static readonly PLAIN_MS = 5000;
+  static readonly BAR_MS = 100;
 
   constructor(
     private readonly out: ProgressSink,
@@ -53,15 +59,22 @@ export class Progress {
 
   update(f: ProgressFields): void {
     if (this.quiet) return;
+    const now = Date.now();
     if (this.live) {
+      if (now - this.lastBarAt < Progress.BAR_MS && f.step !== f.total) return;
+      this.lastBarAt = now;
       const width = Math.max(10, Math.min(30, (this.out.columns ?? 100) - 90));
       const filled = Math.round((width * Math.min(f.step, f.total)) / Math.max(1, f.total));
       const bar = `[${"#".repeat(filled)}${".".repeat(width - filled)}]`;
       this.out.write(`\r\x1b[2K${bar} ${this.text(f)}`);
       this.barShown = true;
-    } else if (f.step - this.lastPlain >= this.every || f.step === f.total) {
+    } else if (
+      (f.step - this.lastPlain >= this.every && now - this.lastPlainAt >= Progress.PLAIN_MS) ||
+      f.step === f.total
+    ) {
       this.out.write(this.text(f) + "\n");
       this.lastPlain = f.step;
+      this.lastPlainAt = now;
     }
   }
 

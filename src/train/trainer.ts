@@ -12,7 +12,7 @@ import os from "node:os";
 import path from "node:path";
 import { UserError } from "../cli/errors.js";
 import type { Backend } from "../engine/backend.js";
-import { backward, clearTape } from "../engine/tensor.js";
+import { backward, clearTape, scoped } from "../engine/tensor.js";
 import * as op from "../engine/ops.js";
 import { defaultBackend } from "../backends/index.js";
 import { AUNet } from "../model/aunet.js";
@@ -415,16 +415,20 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
       const positions = new Array<number>(m.dimensions.length).fill(0);
       for (let a = 0; a < acc; a++) {
         const batch = await loader.batch(B);
-        let r;
-        try {
-          r = model.loss(batch.tokens, batch.mask, batch.targets, B, S);
-          // lingua scales the loss so that the accumulated gradient is the mean over all micro-batches.
-          backward(acc > 1 ? op.scale(r.loss, 1 / acc) : r.loss);
-        } catch (e) {
-          clearTape();
-          throw e;
-        }
-        lossSum += r.loss.item();
+        // Everything the step allocates (activations, scratch) is released at the end of the scope, so a
+        // backend with a memory pool reuses the same buffers every step; parameter gradients persist.
+        const r = scoped(() => {
+          try {
+            const out = model.loss(batch.tokens, batch.mask, batch.targets, B, S);
+            // lingua scales the loss so that the accumulated gradient is the mean over all micro-batches.
+            backward(acc > 1 ? op.scale(out.loss, 1 / acc) : out.loss);
+            return { loss: out.loss.item(), rowLoss: out.rowLoss, pools: out.pools };
+          } catch (e) {
+            clearTape();
+            throw e;
+          }
+        });
+        lossSum += r.loss;
         evalAcc.add(r.rowLoss, batch.targets);
         positions[0] += B * S;
         r.pools.forEach((p, i) => {
