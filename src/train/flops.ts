@@ -9,6 +9,7 @@
 // official effective W (2s - W) / s for a sequence of s (= s without a window).
 
 import { ffnHidden, nKvHeads, numStages, windowOf, type ModelConfig } from "../model/config.js";
+import { computePools } from "../model/pooling.js";
 
 /** Per-core peak used for model FLOPs utilisation (a modern x86 core, FP32 FMA). */
 export const PEAK_FLOPS_PER_CORE = 169e9;
@@ -57,6 +58,36 @@ export function flopsPerByte(m: ModelConfig, positions: readonly number[], B: nu
     total += (6 * N[i] + 6 * m.dimensions[i] * layerCount(m, i) * ctx) * p;
   }
   return total / bytes;
+}
+
+/**
+ * Training FLOPs per token of a plain token-level transformer (one stage, any vocabulary: the BPE baseline)
+ * over rows of S tokens: the same formula with k = 1.
+ */
+export function flopsPerToken(m: ModelConfig, S: number): number {
+  if (numStages(m) !== 1) throw new Error("flopsPerToken: a one-stage model is expected");
+  return flopsPerByte(m, [S], 1);
+}
+
+/**
+ * Real positions per stage over rows of S bytes with the given level masks (one [S] mask per row), pooled
+ * exactly as training pools them (caps included), so that k_i = positions[0] / positions[i] is measured.
+ */
+export function measurePositions(
+  m: ModelConfig,
+  masks: Iterable<Int32Array>,
+  S: number,
+): { rows: number; positions: number[] } {
+  const n = numStages(m);
+  const positions = new Array<number>(n).fill(0);
+  let rows = 0;
+  for (const mask of masks) {
+    if (mask.length !== S) throw new Error(`measurePositions: a mask of ${mask.length} for rows of ${S}`);
+    rows++;
+    positions[0] += S;
+    computePools(mask, 1, S, m.max_seqlens, n - 1, false).forEach((p, i) => (positions[i + 1] += p.nsel[0]));
+  }
+  return { rows, positions };
 }
 
 /** Model FLOPs utilisation: achieved model FLOP/s over the peak of `cores` cores. */
