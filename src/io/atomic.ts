@@ -79,7 +79,8 @@ export function writeFileAtomic(target: string, data: AtomicData): void {
 
 // Makes the rename itself durable. Best effort: some platforms (Windows) and filesystems refuse to open or fsync a
 // directory, and the data is already safely in place by then.
-function syncDirectory(dir: string): void {
+/** fsync a directory so that a rename into it survives a crash (best effort where unsupported). */
+export function syncDirectory(dir: string): void {
   let fd: number | undefined;
   try {
     fd = fs.openSync(dir, "r");

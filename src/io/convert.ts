@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { UserError } from "../cli/errors.js";
 import { writeJsonAtomic } from "./atomic.js";
-import { findConfigFile, readJsonFile } from "./model-dir.js";
+import { findConfigFile, readJsonFile, readWeights } from "./model-dir.js";
 import { readSafetensors, writeSafetensors, type TensorData } from "./safetensors.js";
 import { CONSOLIDATED_NAME, readTorchWeights, writeLinguaDir, writeLinguaYaml } from "./lingua.js";
 import { parseConfig, paramSpecs, toOfficialJson, type AUNetConfig } from "../model/config.js";
@@ -82,28 +82,6 @@ function siblingConfig(file: string): string | undefined {
   }
 }
 
-function weightsFromSafetensors(
-  file: string,
-  config: AUNetConfig,
-): { weights: Map<string, Float32Array>; ignored: string[] } {
-  const st = readSafetensors(file);
-  const weights = new Map<string, Float32Array>();
-  for (const spec of paramSpecs(config.model)) {
-    if (!st.has(spec.name)) throw new UserError(`${file} lacks ${spec.name}: it does not match its config`);
-    const e = st.entry(spec.name);
-    if (e.shape.length !== spec.shape.length || e.shape.some((v, i) => v !== spec.shape[i]))
-      throw new UserError(
-        `${file}: ${spec.name} has shape [${e.shape}] but the config needs [${spec.shape}]`,
-      );
-    const w = st.getFloat32(spec.name);
-    for (let i = 0; i < w.length; i++)
-      if (!Number.isFinite(w[i])) throw new UserError(`${file}: ${spec.name} contains NaN or infinity`);
-    weights.set(spec.name, w);
-  }
-  const wanted = new Set(weights.keys());
-  return { weights, ignored: st.names().filter((n) => !wanted.has(n)) };
-}
-
 export interface ReadOptions {
   /** Overrides detection. */
   from?: SourceFormat;
@@ -157,7 +135,7 @@ export function readModel(src: string, opts: ReadOptions = {}): ModelBundle {
         : src;
   const w =
     format === "aunet" || format === "safetensors"
-      ? weightsFromSafetensors(file, config)
+      ? readWeights(file, config)
       : readTorchWeights(file, config);
   return { format, config, raw, ...w };
 }

@@ -12,6 +12,7 @@ import path from "node:path";
 import { UserError } from "../cli/errors.js";
 import { writeJsonAtomic, writeFileAtomic } from "./atomic.js";
 import { readJsonFile } from "./model-dir.js";
+import { OPTIM_DEFAULTS } from "../train/run-config.js";
 import {
   OrderedDict,
   TorchTensor,
@@ -128,17 +129,7 @@ function trainArgsDefaults(): Obj {
       regex: { strategy: {} },
     },
     optim: {
-      lr: 3e-4,
-      weight_decay: 0.1,
-      epsilon: 1e-8,
-      beta1: 0.9,
-      beta2: 0.95,
-      clip: 1.0,
-      scheduler: "cosine",
-      warmup: 2000,
-      lr_min_ratio: 0.1,
-      cycle_length: 1.0,
-      cosine_theta: 1.0,
+      ...OPTIM_DEFAULTS,
       annealing_step: 1000,
       decay_fraction: 0.1,
       exp_factor: 0.5,

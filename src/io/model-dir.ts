@@ -46,16 +46,18 @@ export function loadConfigFromDir(dir: string): AUNetConfig {
   }
 }
 
-/** Config and weights (checked against the config's parameter list) of a model directory. */
-export function loadModelDir(dir: string): { config: AUNetConfig; weights: Map<string, Float32Array> } {
-  const config = loadConfigFromDir(dir);
-  const path = join(dir, "model.safetensors");
-  if (!existsSync(path)) throw new UserError(`${dir} has no model.safetensors`);
+/**
+ * The model's weights from a safetensors file, each checked against the config's parameter list (present,
+ * right shape, finite). Tensors the config does not name are returned in `ignored`.
+ */
+export function readWeights(
+  path: string,
+  config: AUNetConfig,
+): { weights: Map<string, Float32Array>; ignored: string[] } {
   const file = readSafetensors(path);
   const weights = new Map<string, Float32Array>();
   for (const spec of paramSpecs(config.model)) {
-    if (!file.has(spec.name))
-      throw new UserError(`${path} lacks ${spec.name}: it does not match the config in ${dir}`);
+    if (!file.has(spec.name)) throw new UserError(`${path} lacks ${spec.name}: it does not match its config`);
     const e = file.entry(spec.name);
     if (e.shape.length !== spec.shape.length || e.shape.some((v, i) => v !== spec.shape[i]))
       throw new UserError(
@@ -66,5 +68,14 @@ export function loadModelDir(dir: string): { config: AUNetConfig; weights: Map<s
       if (!Number.isFinite(w[i])) throw new UserError(`${path}: ${spec.name} contains NaN or infinity`);
     weights.set(spec.name, w);
   }
-  return { config, weights };
+  const wanted = new Set(weights.keys());
+  return { weights, ignored: file.names().filter((n) => !wanted.has(n)) };
+}
+
+/** Config and weights (checked against the config's parameter list) of a model directory. */
+export function loadModelDir(dir: string): { config: AUNetConfig; weights: Map<string, Float32Array> } {
+  const config = loadConfigFromDir(dir);
+  const path = join(dir, "model.safetensors");
+  if (!existsSync(path)) throw new UserError(`${dir} has no model.safetensors`);
+  return { config, weights: readWeights(path, config).weights };
 }

@@ -14,7 +14,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { UserError } from "../cli/errors.js";
-import { writeJsonAtomic } from "../io/atomic.js";
+import { syncDirectory, writeJsonAtomic } from "../io/atomic.js";
 import { readJsonFile, loadModelDir } from "../io/model-dir.js";
 import { readSafetensors, writeSafetensors, type TensorData } from "../io/safetensors.js";
 import { parseConfig, toOfficialJson, type AUNetConfig } from "../model/config.js";
@@ -68,18 +68,6 @@ export function stepDirName(step: number): string {
   return `step_${String(step).padStart(8, "0")}`;
 }
 
-function fsyncDir(dir: string): void {
-  let fd: number | undefined;
-  try {
-    fd = fs.openSync(dir, "r");
-    fs.fsyncSync(fd);
-  } catch {
-    // best effort: some platforms cannot fsync a directory
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
-  }
-}
-
 /** Complete checkpoints of a run, oldest first. */
 export function listCheckpoints(runDir: string): { step: number; dir: string }[] {
   const root = path.join(runDir, CHECKPOINTS);
@@ -126,7 +114,7 @@ export function saveCheckpoint(runDir: string, p: CheckpointPayload, keep: numbe
     writeJsonAtomic(path.join(tmp, "params.json"), p.params);
     // state.json last: its presence marks the content complete even before the rename makes it visible.
     writeJsonAtomic(path.join(tmp, "state.json"), p.state);
-    fsyncDir(tmp);
+    syncDirectory(tmp);
     if (fs.existsSync(final)) {
       // Saving the same step again (a resumed run that stopped where it started): swap the old one out first,
       // because rename() will not replace a non-empty directory.
@@ -138,7 +126,7 @@ export function saveCheckpoint(runDir: string, p: CheckpointPayload, keep: numbe
       fs.renameSync(tmp, final);
       fs.rmSync(old, { recursive: true, force: true });
     } else fs.renameSync(tmp, final);
-    fsyncDir(root);
+    syncDirectory(root);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     if (e instanceof UserError) throw e;

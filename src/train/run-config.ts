@@ -52,7 +52,7 @@ export interface RunConfig {
 }
 
 /** lingua's OptimArgs defaults. */
-const OPTIM_DEFAULTS: OptimArgs = {
+export const OPTIM_DEFAULTS: OptimArgs = {
   lr: 3e-4,
   weight_decay: 0.1,
   epsilon: 1e-8,
