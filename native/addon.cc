@@ -104,8 +104,17 @@ void mem_give(float* p, size_t cap) {
   }
 }
 
-void finalize_buf(Napi::Env, Buf* b) {
-  if (b->p) mem_give(b->p, b->cap);
+// V8 does not see native buffers: without telling it how much memory the storages it holds keep alive, it
+// would rarely collect storages that were never released explicitly, and native memory would balloon.
+void external_memory(Napi::Env env, Buf* b, int sign) {
+  Napi::MemoryManagement::AdjustExternalMemory(env, sign * (int64_t)(b->cap * sizeof(float)));
+}
+
+void finalize_buf(Napi::Env env, Buf* b) {
+  if (b->p) {
+    mem_give(b->p, b->cap);
+    external_memory(env, b, -1);
+  }
   delete b;
 }
 
@@ -118,6 +127,7 @@ Napi::Value make_storage(Napi::Env env, size_t n, bool zero) {
     throw Napi::Error::New(env, "aunet native: out of memory allocating " + std::to_string(n) + " floats");
   }
   if (zero) g_k->fill(b->p, (long)b->cap, 0.f);
+  external_memory(env, b, +1);
   return Napi::External<Buf>::New(env, b, finalize_buf);
 }
 
@@ -216,6 +226,7 @@ Napi::Value Release(const Napi::CallbackInfo& info) {
   Buf* b = v.As<Napi::External<Buf>>().Data();
   if (b && b->p) {
     mem_give(b->p, b->cap);
+    external_memory(info.Env(), b, -1);
     b->p = nullptr;
   }
   return info.Env().Undefined();
