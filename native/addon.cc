@@ -186,7 +186,11 @@ void check_indices(const Napi::CallbackInfo& info, const I32& a, long limit, con
 // ---------------------------------------------------------------------------------------------------------
 // Storage API
 
-Napi::Value Alloc(const Napi::CallbackInfo& info) { return make_storage(info.Env(), (size_t)arg_size(info, 0), true); }
+// alloc(n, zero = true): outputs that a kernel overwrites entirely skip the zero fill.
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  bool zero = info.Length() < 2 || !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
+  return make_storage(info.Env(), (size_t)arg_size(info, 0), zero);
+}
 
 Napi::Value FromFloat32(const Napi::CallbackInfo& info) {
   Napi::Value v = info[0];

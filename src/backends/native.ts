@@ -21,7 +21,7 @@ type H = object;
 
 /** The addon's exports (native/addon.cc). */
 interface Addon {
-  alloc(n: number): H;
+  alloc(n: number, zero?: boolean): H;
   fromFloat32(a: Float32Array): H;
   read(h: H): Float32Array;
   write(h: H, a: Float32Array, offset: number): void;
@@ -141,8 +141,8 @@ export class NativeBackend implements Backend {
     this.a.trimPool();
   }
 
-  alloc(size: number): Storage {
-    return new NativeStorage(size, this.a.alloc(size));
+  alloc(size: number, zero = true): Storage {
+    return new NativeStorage(size, this.a.alloc(size, zero));
   }
   fromFloat32(data: Float32Array): Storage {
     return new NativeStorage(data.length, this.a.fromFloat32(data));

@@ -37,7 +37,7 @@ export class RefBackend implements Backend {
     return this.f64 ? new Float64Array(n) : new Float32Array(n);
   }
 
-  alloc(size: number): Storage {
+  alloc(size: number, _zero = true): Storage {
     return new RefStorage(this.make(size));
   }
   fromFloat32(data: Float32Array): Storage {

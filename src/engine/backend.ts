@@ -70,8 +70,8 @@ export interface Backend {
   readonly name: string;
 
   // ---- storage ----
-  /** A zero-filled storage of `size` elements. */
-  alloc(size: number): Storage;
+  /** A storage of `size` elements, zero-filled unless `zero` is false (then its contents are unspecified). */
+  alloc(size: number, zero?: boolean): Storage;
   fromFloat32(data: Float32Array): Storage;
   /** A copy of the data as float32. */
   read(s: Storage): Float32Array;

@@ -26,7 +26,7 @@ export function reshape(x: Tensor, shape: Shape): Tensor {
 export function add(a: Tensor, b: Tensor): Tensor {
   check(sameShape(a.shape, b.shape), () => `add [${a.shape}] + [${b.shape}]`);
   const be = a.backend;
-  const out = Tensor.zeros(be, a.shape);
+  const out = Tensor.empty(be, a.shape);
   be.add(out.storage, a.storage, b.storage);
   record(out, [a, b], (g) => {
     if (a.requiresGrad) be.axpy(a.ensureGrad().storage, g.storage, 1);
@@ -37,7 +37,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
 
 export function scale(a: Tensor, alpha: number): Tensor {
   const be = a.backend;
-  const out = Tensor.zeros(be, a.shape);
+  const out = Tensor.empty(be, a.shape);
   be.scale(out.storage, a.storage, alpha);
   record(out, [a], (g) => {
     if (a.requiresGrad) be.axpy(a.ensureGrad().storage, g.storage, alpha);
@@ -77,7 +77,7 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
   const n = transB ? b.shape[0] : b.shape[1];
   check(k === kb, () => `matmul inner dims ${k} vs ${kb}`);
   const be = a.backend;
-  const out = Tensor.zeros(be, [m, n]);
+  const out = Tensor.empty(be, [m, n]);
   be.matmul(out.storage, a.storage, b.storage, { m, n, k, transA, transB, accumulate: false });
   record(out, [a, b], (g) => {
     // C = op(A) op(B): dop(A) = G op(B)^T, dop(B) = op(A)^T G, then undo the op on the stored layout.
@@ -144,7 +144,7 @@ export function embedding(table: Tensor, ids: Int32Array, idsShape: Shape): Tens
   const V = table.shape[0];
   for (const id of ids) check(id >= 0 && id < V, () => `token id ${id} outside vocabulary of ${V}`);
   const be = table.backend;
-  const out = Tensor.zeros(be, [...idsShape, dim]);
+  const out = Tensor.empty(be, [...idsShape, dim]);
   be.embedding(out.storage, table.storage, ids, dim);
   record(out, [table], (g) => {
     if (table.requiresGrad) be.embeddingBackward(table.ensureGrad().storage, g.storage, ids, dim);
@@ -158,7 +158,7 @@ export function gatherRows(x: Tensor, idx: Int32Array): Tensor {
   const rows = x.size / dim;
   for (const i of idx) check(i >= 0 && i < rows, () => `gatherRows index ${i} outside ${rows} rows`);
   const be = x.backend;
-  const out = Tensor.zeros(be, [idx.length, dim]);
+  const out = Tensor.empty(be, [idx.length, dim]);
   be.gatherRows(out.storage, x.storage, idx, dim);
   record(out, [x], (g) => {
     if (x.requiresGrad) be.scatterAddRows(x.ensureGrad().storage, g.storage, idx, dim);
@@ -191,8 +191,8 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const dim = w.shape[0];
   check(x.dim(-1) === dim, () => `rmsnorm: input [${x.shape}] vs weight [${w.shape}]`);
   const be = x.backend;
-  const out = Tensor.zeros(be, x.shape);
-  const rstd = scratch(be, x.size / dim);
+  const out = Tensor.empty(be, x.shape);
+  const rstd = scratch(be, x.size / dim, false);
   be.rmsnorm(out.storage, rstd, x.storage, w.storage, dim, eps);
   record(out, [x, w], (g) => {
     // Both gradients come out of one kernel; give it a scratch for whichever is not wanted.
@@ -209,7 +209,7 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
 export function swiglu(a: Tensor, b: Tensor): Tensor {
   check(sameShape(a.shape, b.shape), () => `swiglu [${a.shape}] vs [${b.shape}]`);
   const be = a.backend;
-  const out = Tensor.zeros(be, a.shape);
+  const out = Tensor.empty(be, a.shape);
   be.swiglu(out.storage, a.storage, b.storage);
   record(out, [a, b], (g) => {
     const da = a.requiresGrad ? a.ensureGrad().storage : be.alloc(a.size);
@@ -243,7 +243,7 @@ export function rope(x: Tensor, tables: RopeTables, positions: Int32Array | null
   else check(S <= tables.maxPos, () => `sequence of ${S} beyond rope table of ${tables.maxPos}`);
   const p = { rows: B * S, seq: S, nHeads: H, headDim: hd, positions };
   const be = x.backend;
-  const out = Tensor.zeros(be, x.shape);
+  const out = Tensor.empty(be, x.shape);
   be.rope(out.storage, x.storage, tables.cos.storage, tables.sin.storage, p);
   record(out, [x], (g) => {
     if (x.requiresGrad)
@@ -279,8 +279,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     scale: 1 / Math.sqrt(hd),
   };
   const be = q.backend;
-  const out = Tensor.zeros(be, q.shape);
-  const lse = scratch(be, B * H * sq);
+  const out = Tensor.empty(be, q.shape);
+  const lse = scratch(be, B * H * sq, false);
   be.attention(out.storage, lse, q.storage, k.storage, v.storage, p);
   record(out, [q, k, v], (g) => {
     const scratch: import("./backend.js").Storage[] = [];
@@ -314,7 +314,7 @@ export function indexedLinear(x: Tensor, w: Tensor, pos: Int32Array): Tensor {
   check(x.dim(-1) === dIn && rows === pos.length, () => `indexedLinear x [${x.shape}] W [${w.shape}]`);
   for (const p of pos) check(p >= 0 && p < P, () => `indexedLinear position ${p} outside ${P}`);
   const be = x.backend;
-  const out = Tensor.zeros(be, [rows, dOut]);
+  const out = Tensor.empty(be, [rows, dOut]);
   be.indexedLinear(out.storage, x.storage, w.storage, pos, dIn, dOut);
   record(out, [x, w], (g) => {
     const dx = x.requiresGrad ? x.ensureGrad().storage : be.alloc(x.size);

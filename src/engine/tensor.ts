@@ -29,8 +29,8 @@ let gradEnabled = true;
 const scopes: { backend: Backend; storage: Storage }[][] = [];
 
 /** Allocate a zeroed storage that belongs to the innermost scope (if any). */
-export function scratch(backend: Backend, size: number): Storage {
-  const s = backend.alloc(size);
+export function scratch(backend: Backend, size: number, zero = true): Storage {
+  const s = backend.alloc(size, zero);
   if (scopes.length > 0) scopes[scopes.length - 1].push({ backend, storage: s });
   return s;
 }
@@ -86,10 +86,15 @@ export class Tensor {
     return new Tensor(backend, scratch(backend, sizeOf(shape)), shape, requiresGrad);
   }
 
+  /** A tensor whose contents are unspecified: for outputs that a kernel overwrites entirely. */
+  static empty(backend: Backend, shape: Shape): Tensor {
+    return new Tensor(backend, scratch(backend, sizeOf(shape), false), shape);
+  }
+
   static from(backend: Backend, data: Float32Array | number[], shape: Shape, requiresGrad = false): Tensor {
     const arr = data instanceof Float32Array ? data : Float32Array.from(data);
     if (arr.length !== sizeOf(shape)) throw new Error(`${arr.length} values for shape [${shape}]`);
-    const t = new Tensor(backend, scratch(backend, arr.length), shape, requiresGrad);
+    const t = new Tensor(backend, scratch(backend, arr.length, false), shape, requiresGrad);
     backend.write(t.storage, arr, 0);
     return t;
   }
