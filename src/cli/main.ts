@@ -35,6 +35,14 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "train the small preset on the shipped Moby-Dick corpus for a few minutes, then sample",
     load: async () => (await import("./demo.js")).demoCommand,
   },
+  flops: {
+    summary: "parameters and training FLOPs per byte of a config (and of a BPE model of its trunk's shape)",
+    load: async () => (await import("./flops.js")).flopsCommand,
+  },
+  compare: {
+    summary: "AU-Net vs byte-level and BPE transformers at equal training FLOPs (table, JSON, SVG)",
+    load: async () => (await import("./compare.js")).compareCommand,
+  },
   convert: {
     summary: "convert a model between aunet, lingua (consolidated.pth) and safetensors; write lingua's yaml",
     load: async () => (await import("./convert.js")).convertCommand,
