@@ -17,6 +17,10 @@ export function defaultBackend(): Backend {
     current = nb.backend;
   } else if (want === "" || want === "auto") {
     const nb = loadNativeBackend();
+    if (!nb.backend && typeof process !== "undefined" && process.stderr)
+      process.stderr.write(
+        `aunet: native CPU backend unavailable (${nb.error}); using the slower reference backend\n`,
+      );
     current = nb.backend ?? new RefBackend();
   } else throw new UserError(`AUNET_BACKEND must be cpu or ref, got "${want}"`);
   return current;
