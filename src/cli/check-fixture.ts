@@ -3,8 +3,8 @@
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { UserError } from "./errors.js";
+import { parseFlags, showHelp } from "./flags.js";
 import { loadModelDir, readJsonFile } from "../io/model-dir.js";
 import { readSafetensors, type SafetensorsFile } from "../io/safetensors.js";
 import { AUNet } from "../model/aunet.js";
@@ -240,28 +240,20 @@ ${TOLERANCE.lossRel}), every parameter gradient (error relative to the tensor's 
 pooling indices (exactly equal); then replays generate_teacher/ and generate/ with a full forward per step.
 Exits 1 when anything is past tolerance.`;
 
+const SPEC = { json: { kind: "bool" }, help: { kind: "bool" } } as const;
+
 export async function checkFixtureCommand(
   argv: string[],
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { json: { type: "boolean" }, help: { type: "boolean", short: "h" } },
-    });
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}\n${HELP}`);
-  }
-  if (parsed.values.help) {
-    out.write(HELP + "\n");
-    return 0;
-  }
-  if (parsed.positionals.length !== 1)
-    throw new UserError(`check-fixture needs exactly one fixture directory\n${HELP}`);
-  const report = checkFixture(parsed.positionals[0]);
-  if (parsed.values.json) out.write(JSON.stringify(report, null, 2) + "\n");
+  const f = parseFlags("aunet check-fixture", argv, SPEC, { positionals: true });
+  if (showHelp(f, HELP, out)) return 0;
+  if (f.positionals.length !== 1)
+    throw new UserError(
+      `check-fixture needs exactly one fixture directory, got ${f.positionals.length} (see 'aunet check-fixture --help')`,
+    );
+  const report = checkFixture(f.positionals[0]);
+  if (f.has("json")) out.write(JSON.stringify(report, null, 2) + "\n");
   else {
     const f = (x: number) => x.toExponential(2);
     out.write(

@@ -2,8 +2,8 @@
 // bare safetensors file, or write the lingua training YAML for its config.
 
 import path from "node:path";
-import { parseArgs } from "node:util";
 import { UserError } from "./errors.js";
+import { parseFlags, showHelp, str } from "./flags.js";
 import {
   TARGET_FORMATS,
   detectFormat,
@@ -36,6 +36,13 @@ options:
   -h, --help       show this text
 `;
 
+const SPEC = {
+  to: { kind: "string" },
+  from: { kind: "string" },
+  config: { kind: "string" },
+  help: { kind: "bool" },
+} as const;
+
 const SOURCE_FORMATS: readonly SourceFormat[] = ["aunet", "lingua", "safetensors", "torch"];
 
 /** Where the command reports; tests pass their own. */
@@ -51,31 +58,10 @@ function defaultTarget(dst: string, from: SourceFormat | "config"): TargetFormat
 
 export async function convertCommand(argv: string[], io: ConvertIO = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
-  let parsed: {
-    values: { to?: string; from?: string; config?: string; help?: boolean };
-    positionals: string[];
-  };
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        to: { type: "string" },
-        from: { type: "string" },
-        config: { type: "string" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UserError(
-      `convert: ${e instanceof Error ? e.message : String(e)} (see 'aunet convert --help')`,
-    );
-  }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    stdout.write(CONVERT_HELP);
-    return 0;
-  }
+  const f = parseFlags("aunet convert", argv, SPEC, { positionals: true });
+  if (showHelp(f, CONVERT_HELP, stdout)) return 0;
+  const { positionals } = f;
+  const values = { to: str(f, "to"), from: str(f, "from"), config: str(f, "config") };
   if (positionals.length !== 2)
     throw new UserError("convert: expected SRC and DST (see 'aunet convert --help')");
   const [src, dst] = positionals;

@@ -1,5 +1,14 @@
-// A small flag parser for the training commands. node:util's parseArgs wants `--data a --data b`; these
+// The one flag parser of every `aunet` command. node:util's parseArgs wants `--data a --data b`; the training
 // commands also take `--data a b c` (a list runs until the next flag), which is what shells produce from globs.
+//
+// - "string" flags take exactly one value, "list" flags one or more (and may be repeated: values accumulate),
+//   "bool" flags none. `--name=value` works for every valued flag and is the way to pass a value that starts
+//   with "--"; any other argument (an empty one, one with spaces or newlines, "-1", "-x") is taken as a value
+//   when it stands where a value is expected.
+// - `-h` is `--help` (every command documents `-h, --help`).
+// - Positional arguments are refused unless the command asks for them with { positionals: true }; then a bare
+//   argument is a positional, "-" is one too, and everything after "--" is.
+// Every mistake is a one-line UserError naming the command and pointing at its --help.
 
 import { UserError } from "./errors.js";
 
@@ -10,20 +19,39 @@ export interface FlagSpec {
 
 export type FlagValues = Map<string, string | string[] | true>;
 
+/** The flags by name, plus the positional arguments in order (always empty unless asked for). */
+export type ParsedFlags = FlagValues & { positionals: string[] };
+
+export interface ParseOptions {
+  /** Accept bare arguments as positionals instead of refusing them. */
+  positionals?: boolean;
+}
+
 export function parseFlags(
   command: string,
   argv: readonly string[],
   spec: Record<string, FlagSpec>,
-): FlagValues {
-  const out: FlagValues = new Map();
+  opts: ParseOptions = {},
+): ParsedFlags {
+  const out: ParsedFlags = Object.assign(new Map() as FlagValues, { positionals: [] as string[] });
+  const see = `(see '${command} --help')`;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "-h") {
       out.set("help", true);
       continue;
     }
-    if (!arg.startsWith("--"))
-      throw new UserError(`${command}: unexpected argument '${arg}' (see '${command} --help')`);
+    if (opts.positionals && arg === "--") {
+      out.positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("--")) {
+      if (!opts.positionals) throw new UserError(`${command}: unexpected argument '${arg}' ${see}`);
+      if (arg.length > 1 && arg.startsWith("-"))
+        throw new UserError(`${command}: unknown option ${arg} ${see}`);
+      out.positionals.push(arg);
+      continue;
+    }
     let name = arg.slice(2);
     let inline: string | undefined;
     const eq = name.indexOf("=");
@@ -31,8 +59,8 @@ export function parseFlags(
       inline = name.slice(eq + 1);
       name = name.slice(0, eq);
     }
-    const s = spec[name];
-    if (!s) throw new UserError(`${command}: unknown option --${name} (see '${command} --help')`);
+    const s = Object.hasOwn(spec, name) ? spec[name] : undefined;
+    if (!s) throw new UserError(`${command}: unknown option --${name} ${see}`);
     if (s.kind === "bool") {
       if (inline !== undefined) throw new UserError(`${command}: --${name} takes no value`);
       out.set(name, true);
@@ -42,7 +70,7 @@ export function parseFlags(
     if (inline !== undefined) values.push(inline);
     while (i + 1 < argv.length && !argv[i + 1].startsWith("--") && (s.kind === "list" || values.length === 0))
       values.push(argv[++i]);
-    if (values.length === 0) throw new UserError(`${command}: --${name} needs a value`);
+    if (values.length === 0) throw new UserError(`${command}: --${name} needs a value ${see}`);
     if (s.kind === "string") {
       if (out.has(name)) throw new UserError(`${command}: --${name} given twice`);
       out.set(name, values[0]);
@@ -52,6 +80,13 @@ export function parseFlags(
     }
   }
   return out;
+}
+
+/** When --help/-h was given, print `text` (with a final newline) and return true: `if (showHelp(...)) return 0`. */
+export function showHelp(v: FlagValues, text: string, out: { write(chunk: string): unknown }): boolean {
+  if (!v.has("help")) return false;
+  out.write(text.endsWith("\n") ? text : text + "\n");
+  return true;
 }
 
 export function str(v: FlagValues, name: string): string | undefined {

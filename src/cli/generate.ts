@@ -1,7 +1,7 @@
 // `aunet generate`: continue prompts with the incremental (KV-cached) AU-Net, streaming the text to stdout.
 
-import { parseArgs } from "node:util";
 import { UserError } from "./errors.js";
+import { list, num, parseFlags, showHelp, str } from "./flags.js";
 import { loadModel } from "./load-model.js";
 import { Generator, type Generation } from "../generate/generator.js";
 import { checkSampling } from "../generate/sampling.js";
@@ -24,62 +24,45 @@ streams the text to stdout as whole UTF-8 characters.
   --json             one JSON object per prompt: text, stop reason and every byte's id, level, log-probability
   --stats            print bytes/s and how often each stage ran to stderr`;
 
-function parseNumber(flag: string, value: string | undefined, integer: boolean): number | undefined {
-  if (value === undefined) return undefined;
-  const v = Number(value);
-  if (value.trim() === "" || !Number.isFinite(v) || (integer && !Number.isInteger(v)))
-    throw new UserError(`--${flag} must be ${integer ? "an integer" : "a number"}, got '${value}'`);
-  return v;
-}
+const SPEC = {
+  ckpt: { kind: "string" },
+  prompt: { kind: "list" },
+  "max-bytes": { kind: "string" },
+  temperature: { kind: "string" },
+  "top-k": { kind: "string" },
+  "top-p": { kind: "string" },
+  seed: { kind: "string" },
+  stop: { kind: "list" },
+  json: { kind: "bool" },
+  stats: { kind: "bool" },
+  help: { kind: "bool" },
+} as const;
 
 export async function generateCommand(
   argv: string[],
   out: NodeJS.WritableStream = process.stdout,
   err: NodeJS.WritableStream = process.stderr,
 ): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        ckpt: { type: "string" },
-        prompt: { type: "string", multiple: true },
-        "max-bytes": { type: "string" },
-        temperature: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        seed: { type: "string" },
-        stop: { type: "string", multiple: true },
-        json: { type: "boolean" },
-        stats: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}\n${HELP}`);
-  }
-  const o = parsed.values;
-  if (o.help) {
-    out.write(HELP + "\n");
-    return 0;
-  }
-  if (!o.ckpt) throw new UserError(`generate needs --ckpt DIR\n${HELP}`);
-  if (!o.prompt || o.prompt.length === 0) throw new UserError(`generate needs --prompt TEXT\n${HELP}`);
-  const prompts = o.prompt;
-  const maxBytes = parseNumber("max-bytes", o["max-bytes"], true) ?? 256;
-  if (maxBytes < 0) throw new UserError(`--max-bytes must be >= 0, got ${maxBytes}`);
+  const f = parseFlags("aunet generate", argv, SPEC);
+  if (showHelp(f, HELP, out)) return 0;
+  const ckpt = str(f, "ckpt");
+  const prompts = list(f, "prompt");
+  const stops = list(f, "stop") ?? [];
+  if (!ckpt) throw new UserError("generate needs --ckpt DIR (see 'aunet generate --help')");
+  if (!prompts) throw new UserError("generate needs --prompt TEXT (see 'aunet generate --help')");
+  const maxBytes = num(f, "max-bytes", { int: true, min: 0 }) ?? 256;
   const sampling = {
-    temperature: parseNumber("temperature", o.temperature, false) ?? 1,
-    topK: parseNumber("top-k", o["top-k"], true) ?? 0,
-    topP: parseNumber("top-p", o["top-p"], false) ?? 1,
+    temperature: num(f, "temperature") ?? 1,
+    topK: num(f, "top-k", { int: true }) ?? 0,
+    topP: num(f, "top-p") ?? 1,
   };
   try {
     checkSampling(sampling);
   } catch (e) {
     throw new UserError((e as Error).message);
   }
-  const seed = parseNumber("seed", o.seed, true) ?? 0;
-  if (o.stop?.some((s) => s.length === 0)) throw new UserError("--stop needs a non-empty string");
+  const seed = num(f, "seed", { int: true }) ?? 0;
+  if (stops.some((s) => s.length === 0)) throw new UserError("--stop needs a non-empty string");
 
   // A closed pipe (`aunet generate ... | head`) ends the output, not the program with a trace.
   if (out === process.stdout)
@@ -87,16 +70,17 @@ export async function generateCommand(
       if (e.code === "EPIPE") process.exit(0);
       throw e;
     });
-  const { model, config } = loadModel(o.ckpt);
+  const { model, config } = loadModel(ckpt);
   const generator = new Generator(model, config.strategy);
-  const stream = !o.json && prompts.length === 1;
+  const json = f.has("json");
+  const stream = !json && prompts.length === 1;
   const t0 = performance.now();
   let tFirst = 0;
   const results: Generation[] = generator.generate(prompts, {
     ...sampling,
     maxBytes,
     seed,
-    stop: o.stop ?? [],
+    stop: stops,
     onToken: () => {
       if (tFirst === 0) tFirst = performance.now();
     },
@@ -104,7 +88,7 @@ export async function generateCommand(
   });
   const t1 = performance.now();
 
-  if (o.json)
+  if (json)
     results.forEach((r, i) =>
       out.write(
         JSON.stringify({
@@ -118,7 +102,7 @@ export async function generateCommand(
   else if (stream) out.write("\n");
   else results.forEach((r, i) => out.write(`--- prompt ${i + 1} (${r.stopReason}) ---\n${r.text}\n`));
 
-  if (o.stats) {
+  if (f.has("stats")) {
     const n = results.reduce((a, r) => a + r.tokens.length, 0);
     const inc = generator.incremental;
     const secs = (t1 - (tFirst || t1)) / 1000;

@@ -1,8 +1,8 @@
 // `aunet score`: log-likelihood and bits per byte of a text, through the same incremental path as generation.
 
 import { readFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { UserError } from "./errors.js";
+import { parseFlags, showHelp, str } from "./flags.js";
 import { loadModel } from "./load-model.js";
 import { Generator } from "../generate/generator.js";
 import { scoreText } from "../generate/score.js";
@@ -18,47 +18,42 @@ byte by byte through the incremental model exactly as generation would feed thos
   --prompt TEXT      context before the text, not scored
   --json             also list every byte with its level and log-probability`;
 
+const SPEC = {
+  ckpt: { kind: "string" },
+  text: { kind: "string" },
+  "text-file": { kind: "string" },
+  prompt: { kind: "string" },
+  json: { kind: "bool" },
+  help: { kind: "bool" },
+} as const;
+
 export async function scoreCommand(
   argv: string[],
   out: NodeJS.WritableStream = process.stdout,
 ): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        ckpt: { type: "string" },
-        text: { type: "string" },
-        "text-file": { type: "string" },
-        prompt: { type: "string" },
-        json: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    });
-  } catch (e) {
-    throw new UserError(`${(e as Error).message}\n${HELP}`);
-  }
-  const o = parsed.values;
-  if (o.help) {
-    out.write(HELP + "\n");
-    return 0;
-  }
-  if (!o.ckpt) throw new UserError(`score needs --ckpt DIR\n${HELP}`);
-  if ((o.text === undefined) === (o["text-file"] === undefined))
-    throw new UserError(`score needs exactly one of --text TEXT and --text-file PATH\n${HELP}`);
+  const f = parseFlags("aunet score", argv, SPEC);
+  if (showHelp(f, HELP, out)) return 0;
+  const ckpt = str(f, "ckpt");
+  const textArg = str(f, "text");
+  const textFile = str(f, "text-file");
+  if (!ckpt) throw new UserError("score needs --ckpt DIR (see 'aunet score --help')");
+  if ((textArg === undefined) === (textFile === undefined))
+    throw new UserError(
+      "score needs exactly one of --text TEXT and --text-file PATH (see 'aunet score --help')",
+    );
   let text: Uint8Array;
-  if (o.text !== undefined) text = encodeText(o.text);
+  if (textArg !== undefined) text = encodeText(textArg);
   else
     try {
-      text = readFileSync(o["text-file"]!);
+      text = readFileSync(textFile!);
     } catch (e) {
-      throw new UserError(`cannot read ${o["text-file"]}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      throw new UserError(`cannot read ${textFile}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
     }
   if (text.length === 0) throw new UserError("the text to score is empty");
 
-  const { model, config } = loadModel(o.ckpt);
-  const s = scoreText(new Generator(model, config.strategy), text, o.prompt ?? "");
-  if (o.json)
+  const { model, config } = loadModel(ckpt);
+  const s = scoreText(new Generator(model, config.strategy), text, str(f, "prompt") ?? "");
+  if (f.has("json"))
     out.write(
       JSON.stringify({
         bytes: s.bytes.length,

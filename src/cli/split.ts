@@ -2,11 +2,11 @@
 // official RegexPool (the --jsonl form reads and writes the same fields as fixtures/split_cases.jsonl).
 
 import { readFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
 import { BOS, EOS, encodeText } from "../data/bytes.js";
 import { IncrementalSplitter } from "../data/incremental.js";
 import { documentLevelMask, levelMask, parseStrategy, type SplitStrategy } from "../data/splitter.js";
 import { UserError } from "./errors.js";
+import { parseFlags, showHelp, str } from "./flags.js";
 
 export const SPLIT_HELP = `usage: aunet split --strategy S [--file F] [--jsonl]
 
@@ -28,6 +28,13 @@ output:
                  document [BOS] + bytes + [EOS] with its levels (BOS at the document's top level), or null
                  when the bytes are not valid UTF-8 text
 `;
+
+const SPEC = {
+  strategy: { kind: "string" },
+  file: { kind: "string" },
+  jsonl: { kind: "bool" },
+  help: { kind: "bool" },
+} as const;
 
 /** Where the command reads and writes; tests pass their own. */
 export interface SplitIO {
@@ -95,44 +102,28 @@ function caseOutput(bytes: ArrayLike<number>, text: string | null, strategy: Spl
 
 export async function splitCommand(argv: string[], io: SplitIO = {}): Promise<number> {
   const stdout = io.stdout ?? process.stdout;
-  let values: { strategy?: string; file?: string; jsonl?: boolean; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        strategy: { type: "string" },
-        file: { type: "string" },
-        jsonl: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (e) {
-    throw new UserError(`split: ${e instanceof Error ? e.message : String(e)} (see 'aunet split --help')`);
-  }
-  if (values.help) {
-    stdout.write(SPLIT_HELP);
-    return 0;
-  }
-  if (values.strategy === undefined) {
+  const f = parseFlags("aunet split", argv, SPEC);
+  if (showHelp(f, SPLIT_HELP, stdout)) return 0;
+  const strategyText = str(f, "strategy");
+  if (strategyText === undefined) {
     throw new UserError("split: --strategy is required, e.g. --strategy word1=1@1,word2=2@1");
   }
-  const strategy = parseStrategy(values.strategy);
+  const strategy = parseStrategy(strategyText);
 
   let input: Uint8Array;
-  if (values.file !== undefined) {
+  const file = str(f, "file");
+  if (file !== undefined) {
     try {
-      input = await readFile(values.file);
+      input = await readFile(file);
     } catch (e) {
       const why = (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
-      throw new UserError(`split: cannot read ${values.file} (${why})`);
+      throw new UserError(`split: cannot read ${file} (${why})`);
     }
   } else {
     input = await readAll(io.stdin ?? process.stdin);
   }
 
-  if (!values.jsonl) {
+  if (!f.has("jsonl")) {
     stdout.write(JSON.stringify({ masks: Array.from(levelMask(input, strategy)) }) + "\n");
     return 0;
   }
