@@ -134,7 +134,7 @@ test("clipping: clip_grad_norm_'s factor, and AdamW matches torch's update on cl
 
 test("presets: all parse; the paper configs have the official parameter counts", () => {
   const names = presetNames();
-  for (const n of ["tiny", "small", "base", "aunet2-1b", "aunet3-2b"])
+  for (const n of ["tiny", "mini", "small", "base", "aunet2-1b", "aunet3-2b"])
     assert.ok(names.includes(n), `preset ${n}`);
   for (const n of names) parseRunConfig(loadRawConfig(n));
   const one = parseRunConfig(loadRawConfig("aunet2-1b"));
@@ -151,16 +151,16 @@ test("presets: all parse; the paper configs have the official parameter counts",
 });
 
 test("config overrides: --seq rescales the pooled caps, --seed seeds data and init", () => {
-  const raw = applyOverrides(loadRawConfig("small"), { seq: 256, seed: 9, lr: 1e-3 });
+  const raw = applyOverrides(loadRawConfig("small"), { seq: 512, seed: 9, lr: 1e-3 });
   const c = parseRunConfig(raw);
-  assert.deepEqual(c.aunet.model.max_seqlens, [256, 128]);
+  assert.deepEqual(c.aunet.model.max_seqlens, [512, 192]);
   assert.equal(c.seed, 9);
   assert.equal(c.aunet.model.seed, 9);
   assert.equal(c.optim.lr, 1e-3);
   // params.json keeps the official layout: model + data sections that parse back to the same config.
   const back = parseConfig(toParamsJson(c));
   assert.deepEqual(back.model, c.aunet.model);
-  assert.equal(back.seqLen, 256);
+  assert.equal(back.seqLen, 512);
   assert.throws(() => parseRunConfig({ ...loadRawConfig("tiny"), optim: { beta2: 1.5 } }), /optim.beta2/);
 });
 
