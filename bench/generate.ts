@@ -13,6 +13,8 @@
 // usage: node dist/bench/generate.js [--prompt-bytes N] [--bytes N] [--full-samples N] [--models small,medium]
 
 import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { AUNet } from "../src/model/aunet.js";
 import { parseConfig } from "../src/model/config.js";
@@ -23,24 +25,9 @@ import { ByteLevels } from "../src/generate/levels.js";
 import { DEFAULT_SAMPLING, Sampler } from "../src/generate/sampling.js";
 import { Rng } from "../src/util/rng.js";
 
-const MODELS: Record<string, Record<string, unknown>> = {
-  aunet_small: {
-    dimensions: [128, 256],
-    layers: [2, 2],
-    head_dims: [32, 64],
-    sliding_windows: [256, 384],
-    max_seqlens: [1024, 384],
-    block: { rope_theta: 500000, multiple_of: 256 },
-  },
-  aunet_medium: {
-    dimensions: [256, 512],
-    layers: [2, 4],
-    head_dims: [64, 128],
-    sliding_windows: [512, 512],
-    max_seqlens: [1024, 384],
-    block: { rope_theta: 500000, multiple_of: 256 },
-  },
-};
+// The same two configurations as the training-step benchmark (bench/configs/<name>.json).
+const MODELS = ["aunet_small", "aunet_medium"];
+const CONFIG_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "configs");
 
 interface ModeResult {
   bytesPerSec: number;
@@ -68,7 +55,7 @@ function bench(
   genBytes: number,
   fullSamples: number,
 ): ModelResult {
-  const cfg = parseConfig({ model: MODELS[name], data: { regex: { strategy: { word1: "1@1" } } } });
+  const cfg = parseConfig(JSON.parse(readFileSync(path.join(CONFIG_DIR, `${name}.json`), "utf8")));
   const model = new AUNet(cfg.model, defaultBackend());
   const params = [...model.params.values()].reduce((a, t) => a + t.size, 0);
   const prompt = corpus.subarray(0, promptBytes);
@@ -164,7 +151,7 @@ function main(): void {
     throw new Error(`${values.corpus} is shorter than prompt + bytes`);
   const names = values.models.split(",").map((m) => (m.startsWith("aunet_") ? m : `aunet_${m}`));
   for (const n of names)
-    if (!MODELS[n]) throw new Error(`unknown model ${n} (${Object.keys(MODELS).join(", ")})`);
+    if (!MODELS.includes(n)) throw new Error(`unknown model ${n} (${MODELS.join(", ")})`);
 
   const results = names.map((n) => bench(n, corpus, promptBytes, genBytes, fullSamples));
   const f = (x: number, d = 1) => x.toFixed(d);
