@@ -26,5 +26,11 @@ export type { TrainOptions, TrainSummary } from "./train/trainer.js";
 export { parseRunConfig, loadRawConfig, presetNames } from "./train/run-config.js";
 export type { RunConfig } from "./train/run-config.js";
 export { BOS, EOS, VOCAB_SIZE, encodeText, decodeBytes, Utf8StreamDecoder } from "./data/bytes.js";
-export { parseStrategy, levelMask, documentLevelMask, prefillLevels, SplitStrategy } from "./data/splitter.js";
+export {
+  parseStrategy,
+  levelMask,
+  documentLevelMask,
+  prefillLevels,
+  SplitStrategy,
+} from "./data/splitter.js";
 export { IncrementalSplitter } from "./data/incremental.js";
