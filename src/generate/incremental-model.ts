@@ -17,7 +17,7 @@
 
 import type { AUNet } from "../model/aunet.js";
 import { ropeAngles } from "../model/aunet.js";
-import { nHeads, nKvHeads, windowOf } from "../model/config.js";
+import { nKvHeads, windowOf } from "../model/config.js";
 import { computePools, MAX_POS } from "../model/pooling.js";
 import * as op from "../engine/ops.js";
 import type { RopeTables } from "../engine/ops.js";
@@ -268,7 +268,7 @@ export class IncrementalAUNet {
     });
   }
 
-  /** The blocks of one transformer (AUNet.block's math), with attention supplied by the caller. */
+  /** The blocks of one transformer (AUNet.block), with RoPE rows and attention supplied by the caller. */
   private transformer(
     prefix: string,
     s: number,
@@ -277,30 +277,12 @@ export class IncrementalAUNet {
     positions: Int32Array | null,
     attend: Attend,
   ): Tensor {
-    const m = this.model;
-    const c = m.config;
-    const [B, S, d] = x.shape;
-    const H = nHeads(c, s),
-      Hkv = nKvHeads(c, s),
-      hd = c.head_dims[s];
-    const eps = c.block.norm_eps;
-    for (let l = 0; l < c.layers[s]; l++) {
-      const w = (name: string) => m.p(`${prefix}.layers.${l}.${name}.weight`);
-      const a = op.rmsnorm(x, w("attention_norm"), eps);
-      const q = op.rope(op.reshape(op.linear(a, w("attention.wq")), [B, S, H, hd]), rope, positions);
-      const k = op.rope(op.reshape(op.linear(a, w("attention.wk")), [B, S, Hkv, hd]), rope, positions);
-      const v = op.reshape(op.linear(a, w("attention.wv")), [B, S, Hkv, hd]);
-      const o = attend(l, q, k, v);
-      const h = op.add(x, op.linear(op.reshape(o, [B, S, d]), w("attention.wo")));
-      const f = op.rmsnorm(h, w("ffn_norm"), eps);
-      x = op.add(
-        h,
-        op.linear(
-          op.swiglu(op.linear(f, w("feed_forward.w1")), op.linear(f, w("feed_forward.w3"))),
-          w("feed_forward.w2"),
-        ),
-      );
-    }
+    for (let l = 0; l < this.model.config.layers[s]; l++)
+      x = this.model.block(`${prefix}.layers.${l}`, s, x, {
+        rope,
+        positions,
+        attend: (q, k, v) => attend(l, q, k, v),
+      });
     return x;
   }
 

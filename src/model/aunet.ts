@@ -73,11 +73,14 @@ export interface ForwardResult {
   acts: Map<string, Tensor>;
 }
 
-/** What one stage needs to run its transformer blocks. */
-export interface StageSpec {
-  prefix: string;
-  stage: number;
-  nLayers: number;
+/** How a block gets its positions and attention when not running a whole sequence (generation). */
+export interface BlockOptions {
+  /** RoPE table to index (default: the stage's training table). */
+  rope?: RopeTables;
+  /** RoPE row of each of the B*S rows (default: 0..S-1 per batch row). */
+  positions?: Int32Array | null;
+  /** Attention over q [B,S,H,hd], k/v [B,S,Hkv,hd] (default: causal with the stage's window). */
+  attend?: (q: Tensor, k: Tensor, v: Tensor) => Tensor;
 }
 
 export class AUNet {
@@ -146,34 +149,29 @@ export class AUNet {
     return this.nStages - 1;
   }
 
-  /** One pre-norm transformer block: h = x + Attn(norm(x)); out = h + FFN(norm(h)). x is [B, S, d]. */
-  block(prefix: string, stage: number, x: Tensor, positions: Int32Array | null = null): Tensor {
+  /**
+   * One pre-norm transformer block: h = x + Attn(norm(x)); out = h + FFN(norm(h)). x is [B, S, d].
+   * Generation reuses it with its own RoPE rows and an attention over its KV caches (`opts`).
+   */
+  block(prefix: string, stage: number, x: Tensor, opts: BlockOptions = {}): Tensor {
     const m = this.config;
     const [B, S, d] = x.shape;
     const H = nHeads(m, stage),
       Hkv = nKvHeads(m, stage),
       hd = m.head_dims[stage];
     const eps = m.block.norm_eps;
-    const a = op.rmsnorm(x, this.p(`${prefix}.attention_norm.weight`), eps);
-    const q = op.rope(
-      op.reshape(op.linear(a, this.p(`${prefix}.attention.wq.weight`)), [B, S, H, hd]),
-      this.rope[stage],
-      positions,
-    );
-    const k = op.rope(
-      op.reshape(op.linear(a, this.p(`${prefix}.attention.wk.weight`)), [B, S, Hkv, hd]),
-      this.rope[stage],
-      positions,
-    );
-    const v = op.reshape(op.linear(a, this.p(`${prefix}.attention.wv.weight`)), [B, S, Hkv, hd]);
-    const o = op.attention(q, k, v, { window: windowOf(m, stage) });
-    const h = op.add(x, op.linear(op.reshape(o, [B, S, d]), this.p(`${prefix}.attention.wo.weight`)));
-    const f = op.rmsnorm(h, this.p(`${prefix}.ffn_norm.weight`), eps);
-    const g = op.swiglu(
-      op.linear(f, this.p(`${prefix}.feed_forward.w1.weight`)),
-      op.linear(f, this.p(`${prefix}.feed_forward.w3.weight`)),
-    );
-    return op.add(h, op.linear(g, this.p(`${prefix}.feed_forward.w2.weight`)));
+    const rope = opts.rope ?? this.rope[stage];
+    const positions = opts.positions ?? null;
+    const w = (name: string) => this.p(`${prefix}.${name}.weight`);
+    const a = op.rmsnorm(x, w("attention_norm"), eps);
+    const q = op.rope(op.reshape(op.linear(a, w("attention.wq")), [B, S, H, hd]), rope, positions);
+    const k = op.rope(op.reshape(op.linear(a, w("attention.wk")), [B, S, Hkv, hd]), rope, positions);
+    const v = op.reshape(op.linear(a, w("attention.wv")), [B, S, Hkv, hd]);
+    const o = opts.attend ? opts.attend(q, k, v) : op.attention(q, k, v, { window: windowOf(m, stage) });
+    const h = op.add(x, op.linear(op.reshape(o, [B, S, d]), w("attention.wo")));
+    const f = op.rmsnorm(h, w("ffn_norm"), eps);
+    const g = op.swiglu(op.linear(f, w("feed_forward.w1")), op.linear(f, w("feed_forward.w3")));
+    return op.add(h, op.linear(g, w("feed_forward.w2")));
   }
 
   /** All blocks of a stage ("encoders.i", "decoders.i" or "trunk"). */
