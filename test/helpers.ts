@@ -18,3 +18,15 @@ export function randInts(rng: Rng, n: number, hi: number): Int32Array {
   for (let i = 0; i < n; i++) a[i] = rng.int(hi);
   return a;
 }
+
+/** A tiny seeded uniform generator in [0, 1) (mulberry32), so that a failing case reproduces. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -19,6 +19,7 @@ import { AUNet } from "../src/model/aunet.js";
 import { parseConfig } from "../src/model/config.js";
 import { levelMask } from "../src/data/splitter.js";
 import { AdamW, OFFICIAL_ADAMW } from "../src/train/optimizer.js";
+import { rng } from "./helpers.js";
 
 const TOL = 1e-5;
 const loaded = loadNativeBackend();
@@ -26,17 +27,6 @@ const ref = new RefBackend();
 const SKIP = `native addon not built: ${loaded.error}`;
 
 // ---- helpers ----
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let seed = 1;
 function randn(n: number, scale = 1): Float32Array {

@@ -19,6 +19,7 @@ import {
   type WritableDtype,
 } from "../src/io/safetensors.js";
 import { writeFileAtomic, writeJsonAtomic } from "../src/io/atomic.js";
+import { rng } from "./helpers.js";
 
 const SHARED = process.env.AUNET_SHARED
   ? path.resolve(process.env.AUNET_SHARED)
@@ -34,18 +35,6 @@ function freshDir(): string {
   const d = path.join(tmpRoot, `case${tmpCount++}`);
   fs.mkdirSync(d);
   return d;
-}
-
-// Deterministic so a failure reproduces.
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function f32Bits(x: number): number {
