@@ -16,8 +16,8 @@ export {
   writeSafetensors,
   serializeSafetensors,
 } from "./io/safetensors.js";
-export { checkFixture } from "./cli/check-fixture.js";
-export { UserError } from "./cli/errors.js";
+export { checkFixture } from "./eval/check-fixture.js";
+export { UserError } from "./util/errors.js";
 export * from "./generate/index.js";
 export * from "./eval/index.js";
 export { evaluateDocs } from "./train/evaluate.js";

@@ -9,7 +9,7 @@ import path from "node:path";
 import { RefBackend } from "../src/backends/ref.js";
 import { backward } from "../src/engine/tensor.js";
 import { noGrad } from "../src/engine/tensor.js";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 import { BOS, EOS } from "../src/data/bytes.js";
 import { BpeTokenizer, ChunkCounter, FIRST_MERGE_ID, presplit, trainBpe } from "../src/baselines/bpe.js";

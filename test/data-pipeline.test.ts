@@ -11,7 +11,7 @@ import { parseStrategy } from "../src/data/splitter.js";
 import { packAll, packDocument, RowPacker, type PackedDoc } from "../src/data/packing.js";
 import { DataStats, discoverSources, readDocuments, type SourceFile } from "../src/data/sources.js";
 import { collectDocs, isHeldOut, TrainLoader } from "../src/data/loader.js";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 
 const strategy = parseStrategy({ word1: "1@1" });
 const enc = (s: string) => new TextEncoder().encode(s);

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 import { evalTaskCommand } from "../src/cli/eval-tasks.js";
 import { loadModel } from "../src/cli/load-model.js";
 import { BOS, encodeText } from "../src/data/bytes.js";

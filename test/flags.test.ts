@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { list, num, parseFlags, showHelp, str } from "../src/cli/flags.js";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 
 const SPEC = {
   ckpt: { kind: "string" },

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { generateCommand } from "../src/cli/generate.js";
 import { scoreCommand } from "../src/cli/score.js";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 import { readJsonFile } from "../src/io/model-dir.js";
 import { decodeBytes } from "../src/data/bytes.js";
 import { FIXTURES } from "./helpers.js";

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 import { convertCommand } from "../src/cli/convert.js";
 import { defaultBackend } from "../src/backends/index.js";
 import { noGrad } from "../src/engine/tensor.js";

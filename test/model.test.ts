@@ -8,9 +8,9 @@ import { RefBackend } from "../src/backends/ref.js";
 import { defaultBackend } from "../src/backends/index.js";
 import { AUNet } from "../src/model/aunet.js";
 import { parseConfig, countParams, ffnHidden, type ModelConfig } from "../src/model/config.js";
-import { checkFixture } from "../src/cli/check-fixture.js";
+import { checkFixture } from "../src/eval/check-fixture.js";
 import { backward, noGrad, clearTape } from "../src/engine/tensor.js";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 import { Rng } from "../src/util/rng.js";
 import { FIXTURES, hasFixtures, randInts } from "./helpers.js";
 

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { createHash } from "node:crypto";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 import {
   parseSafetensors,
   readSafetensors,

@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { RefBackend } from "../src/backends/ref.js";
 import { Tensor } from "../src/engine/tensor.js";
 import { countParams, parseConfig } from "../src/model/config.js";
-import { UserError } from "../src/cli/errors.js";
+import { UserError } from "../src/util/errors.js";
 import { lrAt, lrFactor, type ScheduleConfig } from "../src/train/schedule.js";
 import { AdamW, clipScale } from "../src/train/optimizer.js";
 import {

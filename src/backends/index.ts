@@ -2,7 +2,7 @@
 // was built, else the reference backend.
 import type { Backend } from "../engine/backend.js";
 import { RefBackend } from "./ref.js";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { loadNativeBackend } from "./native.js";
 
 let current: Backend | null = null;

@@ -12,7 +12,7 @@
 // characters inside their words; whitespace is the ASCII set only.
 
 import { BOS, EOS } from "../data/bytes.js";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 
 /** GPT-2's pattern with byte classes: contractions, ` ?letters`, ` ?digits`, ` ?other`, whitespace runs. */
 export const PRESPLIT_PATTERN =

@@ -11,7 +11,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Backend } from "../engine/backend.js";
 import { defaultBackend } from "../backends/index.js";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { countParams, type ModelConfig } from "../model/config.js";
 import { DataStats, discoverSources, type SourceFile } from "../data/sources.js";
 import { isHeldOut, orderedDocs } from "../data/loader.js";

@@ -18,7 +18,7 @@ import { evaluateList } from "../train/evaluate.js";
 import { AdamW, OFFICIAL_ADAMW, clipScale } from "../train/optimizer.js";
 import { lrAt, type ScheduleConfig } from "../train/schedule.js";
 import { Progress, type ProgressSink } from "../train/progress.js";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import type { BpeTokenizer } from "./bpe.js";
 import { TokenTransformer } from "./transformer.js";

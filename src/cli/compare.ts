@@ -1,7 +1,7 @@
 // `aunet compare`: AU-Net against a byte-level and a BPE transformer at equal training FLOPs (see
 // src/baselines/compare.ts).
 
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { list, num, parseFlags, str } from "./flags.js";
 import { BASELINE_KINDS, compare, type BaselineKind } from "../baselines/compare.js";
 import { FIRST_MERGE_ID } from "../baselines/bpe.js";

@@ -2,7 +2,7 @@
 // bare safetensors file, or write the lingua training YAML for its config.
 
 import path from "node:path";
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { parseFlags, showHelp, str } from "./flags.js";
 import {
   TARGET_FORMATS,

@@ -5,7 +5,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { duration, num, parseFlags, str } from "./flags.js";
 import { defaultBackend } from "../backends/index.js";
 import { encodeText } from "../data/bytes.js";

@@ -1,7 +1,7 @@
 // `aunet eval --task mcq|cute|translate|bpb`: downstream evaluation of a checkpoint on files the user supplies
 // (nothing is downloaded). The work is in src/eval; this module parses flags, loads the model and prints.
 
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { list, num, parseFlags, str, type FlagSpec, type FlagValues } from "./flags.js";
 import { loadModel } from "./load-model.js";
 import { findConfigFile, readJsonFile } from "../io/model-dir.js";

@@ -2,7 +2,7 @@
 // the data can be as large as the disk. Any model directory works as a checkpoint: a run's checkpoint, a run
 // directory (its latest checkpoint), or model.safetensors + params.json/config.json such as the shared fixtures.
 
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { list, num, parseFlags, str } from "./flags.js";
 import { defaultBackend } from "../backends/index.js";
 import { AUNet } from "../model/aunet.js";

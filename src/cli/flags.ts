@@ -10,7 +10,7 @@
 //   argument is a positional, "-" is one too, and everything after "--" is.
 // Every mistake is a one-line UserError naming the command and pointing at its --help.
 
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 
 export interface FlagSpec {
   /** "string" takes one value, "list" one or more, "bool" none. */

@@ -4,7 +4,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { list, num, parseFlags, str } from "./flags.js";
 import { countParams, numStages } from "../model/config.js";
 import {

@@ -1,6 +1,6 @@
 // `aunet generate`: continue prompts with the incremental (KV-cached) AU-Net, streaming the text to stdout.
 
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { list, num, parseFlags, showHelp, str } from "./flags.js";
 import { loadModel } from "./load-model.js";
 import { Generator, type Generation } from "../generate/generator.js";

@@ -2,7 +2,7 @@
 // The `aunet` command line. Each subcommand lives in its own module and returns an exit code; a UserError
 // (bad flag, bad config, unreadable input) is printed as one line, anything else is a bug and keeps its trace.
 
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 
 type Command = (argv: string[]) => Promise<number>;
 

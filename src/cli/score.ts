@@ -1,7 +1,7 @@
 // `aunet score`: log-likelihood and bits per byte of a text, through the same incremental path as generation.
 
 import { readFileSync } from "node:fs";
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { parseFlags, showHelp, str } from "./flags.js";
 import { loadModel } from "./load-model.js";
 import { Generator } from "../generate/generator.js";

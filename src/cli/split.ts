@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { BOS, EOS, encodeText } from "../data/bytes.js";
 import { IncrementalSplitter } from "../data/incremental.js";
 import { documentLevelMask, levelMask, parseStrategy, type SplitStrategy } from "../data/splitter.js";
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { parseFlags, showHelp, str } from "./flags.js";
 
 export const SPLIT_HELP = `usage: aunet split --strategy S [--file F] [--jsonl]

@@ -1,7 +1,7 @@
 // `aunet train`: train an AU-Net from a preset or config file on text/JSONL data, with checkpoints, metrics,
 // validation and exact resume (see src/train/trainer.ts).
 
-import { UserError } from "./errors.js";
+import { UserError } from "../util/errors.js";
 import { duration, list, num, parseFlags, str, type FlagValues } from "./flags.js";
 import { countParams } from "../model/config.js";
 import { loadCheckpoint, resolveCheckpointDir, listCheckpoints } from "../train/checkpoint.js";

@@ -12,7 +12,7 @@
 // document is validation when FNV-1a(bytes) / 2^32 < fraction, whatever the seed, the order or the files
 // around it, so the split never leaks between runs.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import type { SplitStrategy } from "./splitter.js";
 import { packDocument, RowPacker, type PackedDoc, type SourcedDoc } from "./packing.js";

@@ -21,7 +21,7 @@ import fs from "node:fs";
 import { open } from "node:fs/promises";
 import path from "node:path";
 import { createGunzip } from "node:zlib";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 
 export type SourceFormat = "text" | "jsonl";
 

@@ -6,7 +6,7 @@
 // code points, and the possessive `{1,3}+` becomes `(?=(X{1,3}))\k`. The generation-time (incremental) view
 // lives in incremental.ts; it is checked against this file.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { BOS, EOS, Utf8Reader, encodeText, isByteId } from "./bytes.js";
 
 export type StrategyKind = "word" | "pretok" | "punct";

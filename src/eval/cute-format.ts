@@ -17,7 +17,7 @@
 //
 // The model's answer is what it generates up to the closing quote (or a newline), trimmed.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { splitLines } from "./files.js";
 
 export interface CuteRow {

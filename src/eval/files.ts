@@ -1,7 +1,7 @@
 // Reading the user's task files: any failure to read is the user's to fix, so it becomes a one-line UserError.
 
 import { readFileSync, statSync } from "node:fs";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 
 /** A whole text file as UTF-8 (a leading byte-order mark dropped). */
 export function readTextFile(path: string, what: string): string {

@@ -15,7 +15,7 @@
 // choice is appended as it is, so that data written with its own spacing is not given a second space.
 // Length normalisation counts the choice without the delimiter, as lm-eval's acc_norm does.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { splitLines } from "./files.js";
 import { pyCapitalize, pyIsSpace, pyStrip } from "./pystr.js";
 

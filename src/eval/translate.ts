@@ -5,7 +5,7 @@
 // {tgt}; examples are joined by a blank line. The query is the template cut before {tgt} with trailing spaces
 // removed, so the model writes the space before its translation itself, as it saw in the examples.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { encodeText } from "../data/bytes.js";
 import type { Generator } from "../generate/generator.js";
 import { corpusBleu, type BleuScore } from "./bleu.js";

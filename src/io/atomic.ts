@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 
 export type AtomicData = Uint8Array | string | readonly Uint8Array[];
 

@@ -5,7 +5,7 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { findConfigFile, readJsonFile, readWeights } from "./model-dir.js";
 import { readSafetensors, writeSafetensors, type TensorData } from "./safetensors.js";

@@ -9,10 +9,10 @@
 
 import fs from "node:fs";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { writeJsonAtomic, writeFileAtomic } from "./atomic.js";
 import { readJsonFile } from "./model-dir.js";
-import { OPTIM_DEFAULTS } from "../train/run-config.js";
+import { OPTIM_DEFAULTS } from "./lingua-args.js";
 import {
   OrderedDict,
   TorchTensor,

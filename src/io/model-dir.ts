@@ -4,7 +4,7 @@
 
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { parseConfig, paramSpecs, type AUNetConfig } from "../model/config.js";
 import { readSafetensors } from "./safetensors.js";
 

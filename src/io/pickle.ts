@@ -9,7 +9,7 @@
 //
 // The encoder at the end writes the protocol-2 subset that torch's own pickler produces for a state dict.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 
 export type PyKey = string | number | bigint | boolean | null;
 

@@ -7,7 +7,7 @@
 // as the reference implementation and reports every defect as a one-line UserError naming the file: a corrupt
 // checkpoint is the user's problem to fix, not a crash to debug.
 import fs from "node:fs";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { writeFileAtomic } from "./atomic.js";
 
 // In the reference implementation's enum order, which is also its sort order when writing (see `dtypeRank`).

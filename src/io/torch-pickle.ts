@@ -11,7 +11,7 @@
 // Tensors stay lazy (storage key, offset, shape, strides) until asked for, so reading the model half of a
 // checkpoint never touches its optimizer state.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { writeFileAtomic } from "./atomic.js";
 import { PickleWriter, isTuple, unpickle, type PyKey, type UnpickleHooks } from "./pickle.js";
 import { bf16BitsToF32, f16BitsToF32 } from "./safetensors.js";

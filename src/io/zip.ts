@@ -11,7 +11,7 @@
 
 import fs from "node:fs";
 import zlib from "node:zlib";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;

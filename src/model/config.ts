@@ -1,7 +1,7 @@
 // AU-Net configuration in the official layout (lingua `HierarchicalArgs` + data.regex.strategy), parsed and
 // validated so that anything the official code would crash on is refused here with one clear sentence.
 
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { parseStrategy, type SplitStrategy } from "../data/splitter.js";
 import { VOCAB_SIZE } from "../data/bytes.js";
 

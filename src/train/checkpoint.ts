@@ -13,7 +13,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { syncDirectory, writeJsonAtomic } from "../io/atomic.js";
 import { readJsonFile, loadModelDir } from "../io/model-dir.js";
 import { readSafetensors, writeSafetensors, type TensorData } from "../io/safetensors.js";

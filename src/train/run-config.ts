@@ -6,24 +6,11 @@
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import { parseConfig, toOfficialJson, type AUNetConfig } from "../model/config.js";
 import { readJsonFile } from "../io/model-dir.js";
-import { SCHEDULERS, type SchedulerName } from "./schedule.js";
-
-export interface OptimArgs {
-  lr: number;
-  weight_decay: number;
-  epsilon: number;
-  beta1: number;
-  beta2: number;
-  clip: number;
-  scheduler: SchedulerName;
-  warmup: number;
-  lr_min_ratio: number;
-  cycle_length: number;
-  cosine_theta: number;
-}
+import { SCHEDULERS, OPTIM_DEFAULTS, type OptimArgs, type SchedulerName } from "../io/lingua-args.js";
+export { OPTIM_DEFAULTS, type OptimArgs } from "../io/lingua-args.js";
 
 export interface RunConfig {
   name: string;
@@ -50,21 +37,6 @@ export interface RunConfig {
   checkpoint: { every: number; keep: number };
   logging: { freq: number };
 }
-
-/** lingua's OptimArgs defaults. */
-export const OPTIM_DEFAULTS: OptimArgs = {
-  lr: 3e-4,
-  weight_decay: 0.1,
-  epsilon: 1e-8,
-  beta1: 0.9,
-  beta2: 0.95,
-  clip: 1.0,
-  scheduler: "cosine",
-  warmup: 2000,
-  lr_min_ratio: 0.1,
-  cycle_length: 1.0,
-  cosine_theta: 1.0,
-};
 
 type Obj = Record<string, unknown>;
 

@@ -4,8 +4,8 @@
 // factor(0) = 0 ("linear warmup from 0"), update number s (1-based) uses factor(s - 1), and the factor reaches 1
 // exactly at update warmup + 1. After warmup the cosine goes from 1 down to lr_min_ratio at `steps`.
 
-export type SchedulerName = "cosine" | "linear" | "constant";
-export const SCHEDULERS: readonly SchedulerName[] = ["cosine", "linear", "constant"];
+import type { SchedulerName } from "../io/lingua-args.js";
+export { SCHEDULERS, type SchedulerName } from "../io/lingua-args.js";
 
 export interface ScheduleConfig {
   scheduler: SchedulerName;

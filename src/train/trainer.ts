@@ -10,7 +10,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { UserError } from "../cli/errors.js";
+import { UserError } from "../util/errors.js";
 import type { Backend } from "../engine/backend.js";
 import { backward, clearTape, scoped } from "../engine/tensor.js";
 import * as op from "../engine/ops.js";
