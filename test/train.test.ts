@@ -261,7 +261,7 @@ test("resume: refuses a different model config, different data, and an existing 
   );
   await assert.rejects(
     () => train({ ...opts, config: reseeded, resume: true }),
-    /data stream differs \(seed 7 -> 8\)/,
+    /--resume continues .* as it was configured; refusing to change seed: checkpoint has 7, this run asks for 8/,
   );
   // The matching config resumes fine.
   const r = await train({ ...opts, stopAfter: 4, resume: true });

@@ -4,14 +4,18 @@
 import { UserError } from "../util/errors.js";
 import { duration, list, num, parseFlags, str, type FlagValues } from "./flags.js";
 import { countParams } from "../model/config.js";
-import { loadCheckpoint, resolveCheckpointDir, listCheckpoints } from "../train/checkpoint.js";
+import { readJsonFile } from "../io/model-dir.js";
+import { configMismatch, listCheckpoints } from "../train/checkpoint.js";
 import {
   applyOverrides,
   loadRawConfig,
   parseRunConfig,
   presetNames,
+  toParamsJson,
   type ConfigOverrides,
+  type RunConfig,
 } from "../train/run-config.js";
+import { SIGNAL_EXIT_CODE } from "../train/signals.js";
 import { train, type TrainSummary } from "../train/trainer.js";
 
 export const TRAIN_HELP = `usage: aunet train --config <preset|file.json> --data <paths...> --out <dir> [options]
@@ -26,8 +30,12 @@ options:
   --data P...        training files or directories
   --val P...         validation files or directories (default: a stable hash-chosen fraction of --data)
   --out DIR          run directory
-  --resume           continue from the latest checkpoint in --out (same config and data; bit-exact)
-  --init DIR         start from the weights of a model directory (checkpoint, run, fixture; same config)
+  --resume           continue the run in --out from its latest checkpoint, as it was configured (bit-exact);
+                     flags that would change the run are refused, except --steps (the schedule is
+                     recomputed over the new length from the next step on), --stop-after, --time-limit,
+                     --keep, --ckpt-every, --val-every, --val-bytes, --log-every and --val files
+  --init DIR         start a new run from the weights of a model directory (checkpoint, run, fixture;
+                     same config); not with --resume
   --steps N          optimizer steps the schedule spans
   --stop-after N     stop (and checkpoint) after N steps in total without changing the schedule
   --time-limit T     stop (and checkpoint) after T of training: seconds, or 90s, 5m, 1.5h
@@ -107,17 +115,32 @@ export async function trainCommand(argv: string[], hooks: TrainCommandHooks = {}
   if (!out) throw new UserError("aunet train: --out <dir> is required");
   if (!data) throw new UserError("aunet train: --data <paths...> is required");
   const resume = f.has("resume");
-  let raw;
+  if (resume && f.has("init"))
+    throw new UserError(
+      "aunet train: --resume continues the run in --out from its checkpoint and --init starts a new one: give one of them",
+    );
+  const overrides = overridesFrom(f);
   const preset = str(f, "config");
-  if (preset) raw = loadRawConfig(preset);
-  else if (resume && listCheckpoints(out).length > 0) raw = loadCheckpoint(resolveCheckpointDir(out)).raw;
+  let config: RunConfig;
+  if (preset) config = parseRunConfig(applyOverrides(loadRawConfig(preset), overrides));
+  else if (resume && listCheckpoints(out).length > 0) config = newestRunConfig(out, overrides);
   else
     throw new UserError(
       "aunet train: --config <preset|file.json> is required (presets: " + presetNames().join(", ") + ")",
     );
-  const config = parseRunConfig(applyOverrides(raw, overridesFrom(f)));
+  // A resumed run keeps its checkpoint's configuration; --config only has to name the same model, and the
+  // explicit flags are applied to the checkpoint's settings (the trainer refuses those that would change the run).
+  const resumeConfig = (ck: RunConfig): RunConfig => {
+    const diff = preset ? configMismatch(ck.aunet, config.aunet) : [];
+    if (diff.length > 0)
+      throw new UserError(
+        `--config ${preset} is not the model of the run in ${out}; refusing to resume (${diff.slice(0, 3).join("; ")}${diff.length > 3 ? "; ..." : ""})`,
+      );
+    return parseRunConfig(applyOverrides(toParamsJson(ck), overrides));
+  };
   const summary = await train({
     config,
+    resumeConfig,
     data,
     val: list(f, "val"),
     out,
@@ -138,5 +161,20 @@ export async function trainCommand(argv: string[], hooks: TrainCommandHooks = {}
         2,
       ) + "\n",
     );
-  return 0;
+  return summary.signal ? SIGNAL_EXIT_CODE[summary.signal] : 0;
+}
+
+/** The configuration of the newest checkpoint of a run whose params.json parses (damaged ones are skipped). */
+function newestRunConfig(out: string, overrides: ConfigOverrides): RunConfig {
+  const all = listCheckpoints(out);
+  for (let i = all.length - 1; i >= 0; i--) {
+    try {
+      return parseRunConfig(
+        applyOverrides(readJsonFile(`${all[i].dir}/params.json`) as Record<string, unknown>, overrides),
+      );
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+    }
+  }
+  throw new UserError(`aunet train: no checkpoint of ${out} has a readable params.json; give --config`);
 }

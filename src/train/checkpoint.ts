@@ -65,6 +65,8 @@ export interface CheckpointPayload {
 }
 
 export function stepDirName(step: number): string {
+  // A step read from a damaged state.json (negative, fractional, huge) must never become a directory name.
+  if (!Number.isSafeInteger(step) || step < 0) throw new Error(`invalid checkpoint step ${step}`);
   return `step_${String(step).padStart(8, "0")}`;
 }
 
@@ -80,7 +82,7 @@ export function listCheckpoints(runDir: string): { step: number; dir: string }[]
   const out: { step: number; dir: string }[] = [];
   for (const n of names) {
     const m = STEP_DIR.exec(n);
-    if (m) out.push({ step: Number(m[1]), dir: path.join(root, n) });
+    if (m && Number.isSafeInteger(Number(m[1]))) out.push({ step: Number(m[1]), dir: path.join(root, n) });
   }
   return out.sort((a, b) => a.step - b.step);
 }
@@ -188,23 +190,74 @@ export function loadCheckpoint(dir: string): LoadedCheckpoint {
   let state: TrainState | null = null;
   const statePath = path.join(dir, "state.json");
   if (fs.existsSync(statePath)) {
-    state = readJsonFile(statePath) as TrainState;
-    if (typeof state.step !== "number") throw new UserError(`${statePath} has no step`);
+    const m = STEP_DIR.exec(path.basename(dir));
+    state = checkTrainState(readJsonFile(statePath), m ? Number(m[1]) : null, statePath);
   }
   const optPath = path.join(dir, "optim.safetensors");
   if (fs.existsSync(optPath)) {
     const f = readSafetensors(optPath);
     const m = new Map<string, Float32Array>(),
       v = new Map<string, Float32Array>();
-    for (const name of weights.keys()) {
+    for (const [name, w] of weights) {
       if (!f.has(`m.${name}`) || !f.has(`v.${name}`))
         throw new UserError(`${optPath} lacks the moments of ${name}`);
-      m.set(name, f.getFloat32(`m.${name}`));
-      v.set(name, f.getFloat32(`v.${name}`));
+      const mm = f.getFloat32(`m.${name}`),
+        vv = f.getFloat32(`v.${name}`);
+      if (mm.length !== w.length || vv.length !== w.length)
+        throw new UserError(`${optPath}: the moments of ${name} do not have its ${w.length} values`);
+      // v is a running mean of squares: negative or non-finite values mean the file is not what was saved.
+      for (let i = 0; i < w.length; i++)
+        if (!Number.isFinite(mm[i]) || !(vv[i] >= 0 && vv[i] < Infinity))
+          throw new UserError(`${optPath}: the moments of ${name} hold invalid values`);
+      m.set(name, mm);
+      v.set(name, vv);
     }
     optim = { m, v };
   }
   return { dir, config, raw, weights, optim, state };
+}
+
+const isRecord = (x: unknown): x is Record<string, unknown> =>
+  typeof x === "object" && x !== null && !Array.isArray(x);
+const isCount = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+
+/**
+ * A state.json's content, checked field by field: a file that parses but holds the wrong thing (`null`, a bare
+ * `{"step": 6}`, a string offset, a step that is not its directory's) is refused here, before any of it
+ * positions a data stream or names a directory.
+ */
+export function checkTrainState(s: unknown, dirStep: number | null, file: string): TrainState {
+  const bad = (what: string) => new UserError(`${file}: ${what}`);
+  if (!isRecord(s)) throw bad("not a training state object");
+  if (s.version !== 1) throw bad(`unknown version ${JSON.stringify(s.version)}`);
+  if (!isCount(s.step)) throw bad(`step ${JSON.stringify(s.step)} is not a whole number >= 0`);
+  if (dirStep !== null && s.step !== dirStep)
+    throw bad(`step ${s.step} is not its directory's step ${dirStep}`);
+  if (s.data !== null) {
+    const d = s.data;
+    if (!isRecord(d) || !isRecord(d.position) || !isCount(d.offset)) throw bad("data position is malformed");
+    for (const k of ["epoch", "fileCursor", "windowOffset", "windowOrdinal", "index"])
+      if (!isCount(d.position[k])) throw bad(`data position field ${k} is not a whole number >= 0`);
+  }
+  if (
+    !Array.isArray(s.sources) ||
+    !s.sources.every((f) => isRecord(f) && typeof f.path === "string" && isCount(f.size))
+  )
+    throw bad("the list of training sources is malformed");
+  if (s.loader !== undefined) {
+    const l = s.loader;
+    if (
+      !isRecord(l) ||
+      !isCount(l.seed) ||
+      !isCount(l.docBytes) ||
+      !isCount(l.shuffleWindow) ||
+      typeof l.valFraction !== "number"
+    )
+      throw bad("the data-stream fingerprint is malformed");
+  }
+  if (!isRecord(s.metrics) || !Object.values(s.metrics).every((x) => x === null || typeof x === "number"))
+    throw bad("metrics are malformed");
+  return s as unknown as TrainState;
 }
 
 /** The latest checkpoint of a run that loads, falling back to older ones (with a note) if the newest is damaged. */
@@ -223,6 +276,29 @@ export function loadLatest(runDir: string, note: (msg: string) => void): LoadedC
   return null;
 }
 
+/**
+ * Resolve and load a checkpoint. A run that is still training may prune the checkpoint that was its latest a
+ * moment ago (--keep 1) between the two: then the run's new latest is taken; a named checkpoint that vanished
+ * is reported as such rather than as a missing file.
+ */
+export function loadResolved(
+  p: string,
+  load: (dir: string) => LoadedCheckpoint = loadCheckpoint,
+): LoadedCheckpoint {
+  for (let attempt = 1; ; attempt++) {
+    const dir = resolveCheckpointDir(p);
+    try {
+      return load(dir);
+    } catch (e) {
+      if (fs.existsSync(dir)) throw e;
+      if (dir !== p && attempt < 5) continue;
+      throw new UserError(
+        `${dir} was removed while it was being read (is a run still training there with a small --keep?); try again`,
+      );
+    }
+  }
+}
+
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
   if (typeof v === "object" && v !== null)
@@ -233,7 +309,7 @@ function canonical(v: unknown): string {
   return JSON.stringify(v);
 }
 
-function diffPaths(a: unknown, b: unknown, at: string, out: string[]): void {
+export function diffPaths(a: unknown, b: unknown, at: string, out: string[]): void {
   if (canonical(a) === canonical(b)) return;
   const isO = (x: unknown): x is Record<string, unknown> =>
     typeof x === "object" && x !== null && !Array.isArray(x);

@@ -58,13 +58,25 @@ export class EvalAccumulator {
   }
 }
 
-/** Evaluate the model on a stream of documents, B rows of S bytes at a time. */
+/** Thrown by an evaluation whose `interrupt` hook asked it to stop. */
+export class EvalInterrupted extends Error {
+  constructor() {
+    super("evaluation interrupted");
+    this.name = "EvalInterrupted";
+  }
+}
+
+/**
+ * Evaluate the model on a stream of documents, B rows of S bytes at a time. `interrupt`, awaited after every
+ * batch, lets a caller's event loop run (signals) and abandon the evaluation by answering true.
+ */
 export async function evaluateDocs(
   model: AUNet,
   next: () => Promise<PackedDoc | null>,
   B: number,
   S: number,
   onBatch?: (acc: EvalAccumulator) => void,
+  interrupt?: () => Promise<boolean>,
 ): Promise<EvalResult> {
   const packer = new RowPacker<null>(S, async () => {
     const d = await next();
@@ -95,6 +107,7 @@ export async function evaluateDocs(
       if (++full === B) {
         flush(full, S);
         full = 0;
+        if (interrupt && (await interrupt())) throw new EvalInterrupted();
       }
       continue;
     }
@@ -117,7 +130,8 @@ export function evaluateList(
   docs: readonly PackedDoc[],
   B: number,
   S: number,
+  interrupt?: () => Promise<boolean>,
 ): Promise<EvalResult> {
   let i = 0;
-  return evaluateDocs(model, async () => (i < docs.length ? docs[i++] : null), B, S);
+  return evaluateDocs(model, async () => (i < docs.length ? docs[i++] : null), B, S, undefined, interrupt);
 }

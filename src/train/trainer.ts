@@ -1,46 +1,62 @@
-// The training loop: data -> AU-Net loss -> backward (with gradient accumulation) -> global-norm clipping ->
-// AdamW at the scheduled learning rate, with periodic validation, metrics, atomic checkpoints and exact resume.
+// The training loop: `trainStep` (step.ts) over the data stream at the scheduled learning rate, with periodic
+// validation, metrics, atomic checkpoints, exact resume and clean interruption. `train()` reads as its parts:
+// the run directory and its lock (run-dir.ts), resuming (resume.ts), the validation set, the session loop with
+// its metrics and progress, signals (signals.ts), schedule fitting (schedule-fit.ts) and the summary (summary.ts).
 //
 // Exact resume: a checkpoint holds the weights, both AdamW moments and the step (F32, bit for bit), and the data
 // loader's position (which is also its random state, see data/loader.ts). Given the same config, data and
 // backend, training N steps straight and N/2 + resume + N/2 produce identical weights; the resume test checks it
-// on the reference backend. Everything that does not feed the weights (validation, metrics, checkpoint timing)
-// is kept out of that path.
+// on the reference backend. Everything that does not feed the weights (validation, metrics, checkpoint timing,
+// when step values are read) is kept out of that path.
 
-import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { UserError } from "../util/errors.js";
 import type { Backend } from "../engine/backend.js";
-import { backward, clearTape, scoped } from "../engine/tensor.js";
-import * as op from "../engine/ops.js";
 import { defaultBackend } from "../backends/index.js";
 import { AUNet } from "../model/aunet.js";
 import { countParams } from "../model/config.js";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.js";
-import { DataStats, discoverSources, type SourceFile } from "../data/sources.js";
-import { collectDocs, TrainLoader } from "../data/loader.js";
+import { DataStats, discoverSources } from "../data/sources.js";
+import { collectDocs, type TrainLoader } from "../data/loader.js";
 import type { PackedDoc } from "../data/packing.js";
-import { AdamW, clipScale } from "./optimizer.js";
-import { lrAt, type ScheduleConfig } from "./schedule.js";
+import { AdamW } from "./optimizer.js";
+import { lrAt } from "./schedule.js";
 import {
   configMismatch,
   listCheckpoints,
-  loadCheckpoint,
-  loadLatest,
-  resolveCheckpointDir,
+  loadResolved,
   saveCheckpoint,
-  type LoaderFingerprint,
   type TrainState,
 } from "./checkpoint.js";
 import { toParamsJson, type RunConfig } from "./run-config.js";
-import { evaluateList, EvalAccumulator, type EvalResult } from "./evaluate.js";
+import { EvalInterrupted, evaluateList, type EvalResult } from "./evaluate.js";
 import { flopsPerByte, mfu } from "./flops.js";
-import { Progress, formatDuration, formatRate, type ProgressSink } from "./progress.js";
-import { renderChart, smooth } from "./plot.js";
+import { Progress, type ProgressSink } from "./progress.js";
+import { readStepValues, trainStep, type StepOptions, type StepValues } from "./step.js";
+import { StopRequest, yieldToEventLoop } from "./signals.js";
+import {
+  MetricsLog,
+  MetricsWriteError,
+  METRICS_FILE,
+  readMetrics,
+  RunDir,
+  type MetricRecord,
+} from "./run-dir.js";
+import { loaderFingerprint, newLoader, resumeLatest, type TrainData } from "./resume.js";
+import { AUTO_VALIDATIONS, CALIBRATION_STEPS, ScheduleFitter, ValidationPlan } from "./schedule-fit.js";
+import { allFinite, divergenceError } from "./diagnose.js";
+import { curveSvg, summaryLines, type TrainSummary, type ValPoint } from "./summary.js";
+export { curveSvg, type TrainSummary, type ValPoint } from "./summary.js";
 
 export interface TrainOptions {
+  /** The run's configuration (a new run), or what this invocation asks of a resumed one. */
   config: RunConfig;
+  /**
+   * How this invocation's settings apply to a resumed run's own configuration (the CLI applies its explicit
+   * flags to it); without it `config` itself must agree with the checkpoint's (see resume.ts).
+   */
+  resumeConfig?: (checkpoint: RunConfig) => RunConfig;
   /** Training sources (files or directories). */
   data: string[];
   /** Explicit validation sources; without them a hash-held-out fraction of the training documents is used. */
@@ -49,6 +65,8 @@ export interface TrainOptions {
   out: string;
   /** Continue from the latest checkpoint in `out`. */
   resume?: boolean;
+  /** Replace the run already in `out` (its checkpoints and records) instead of refusing to touch it. */
+  replace?: boolean;
   /**
    * Start from the weights of any model directory (a checkpoint, a run, a fixture, a converted model) with a
    * fresh optimizer and schedule; its config must match.
@@ -58,503 +76,540 @@ export interface TrainOptions {
   timeLimitSec?: number;
   /** Stop (and checkpoint) after this many steps in total, leaving the schedule as `config.steps` defines it. */
   stopAfter?: number;
-  /**
-   * Fit the schedule to the time limit: after a few steps the step time is measured and `steps` is set so that
-   * the cosine ends when the time is up (recorded in the checkpoint; a resume keeps it). Not reproducible
-   * across machines by nature; for demos.
-   */
+  /** Fit the schedule to the time limit (schedule-fit.ts); for demos. */
   autoSteps?: boolean;
   backend?: Backend;
   /** Where progress goes (default stderr); `quiet` silences it. */
   sink?: ProgressSink;
   quiet?: boolean;
-  /** Stop gracefully (checkpoint, summary) on SIGINT/SIGTERM. The CLI sets this; tests do not. */
+  /** Stop gracefully (step, checkpoint, one line) when this is requested; `handleSignals` makes one for SIGINT/SIGTERM. */
+  stop?: StopRequest;
   handleSignals?: boolean;
 }
 
-export interface ValPoint {
-  step: number;
-  bpb: number;
-}
-
-export interface TrainSummary {
-  step: number;
-  steps: number;
-  stoppedBy: "steps" | "time" | "stop-after" | "signal";
-  /** Bytes (input positions) trained on in this session and in total. */
-  sessionBytes: number;
-  totalBytes: number;
-  trainSeconds: number;
-  bytesPerSec: number;
-  finalLoss: number;
-  finalBpb: number;
-  val: ValPoint[];
-  checkpoint: string;
-  metricsPath: string;
-  curvePath: string;
-  params: number;
-  backend: string;
-  finalVal: EvalResult | null;
-}
-
-interface MetricRecord {
-  kind: "train" | "val";
-  step: number;
-  [k: string]: unknown;
-}
-
-// Steps 2..CALIBRATION_STEPS time the step (step 1 pays for JIT compilation) when autoSteps fits the schedule.
-const CALIBRATION_STEPS = 4;
-// Periodic validations of an autoSteps run that sets no validation interval.
-const AUTO_VALIDATIONS = 4;
-
-function sameSources(a: readonly { path: string; size: number }[], b: readonly SourceFile[]): string | null {
-  if (a.length !== b.length)
-    return `the checkpoint was trained on ${a.length} file(s), this run has ${b.length}`;
-  for (let i = 0; i < a.length; i++) {
-    if (path.resolve(a[i].path) !== path.resolve(b[i].path))
-      return `file ${i + 1} was ${a[i].path}, now ${b[i].path}`;
-    if (a[i].size !== b[i].size) return `${b[i].path} changed size (${a[i].size} -> ${b[i].size} bytes)`;
-  }
-  return null;
-}
-
-function readMetrics(file: string): MetricRecord[] {
-  if (!fs.existsSync(file)) return [];
-  const out: MetricRecord[] = [];
-  for (const line of fs.readFileSync(file, "utf8").split("\n")) {
-    if (!line.trim()) continue;
-    try {
-      const r = JSON.parse(line) as MetricRecord;
-      if (typeof r.step === "number") out.push(r);
-    } catch {
-      // a line torn by a kill: ignore it
-    }
-  }
-  return out;
-}
-
-/** The loss/bpb curve of a run directory's metrics.jsonl as an SVG chart. */
-export function curveSvg(records: readonly MetricRecord[], title: string): string {
-  const train = records
-    .filter((r) => r.kind === "train" && typeof r.bpb === "number")
-    .map((r) => [r.step, r.bpb as number] as const);
-  const val = records
-    .filter((r) => r.kind === "val" && typeof r.bpb === "number")
-    .map((r) => [r.step, r.bpb as number] as const);
-  const last = val.length ? val[val.length - 1][1] : train.length ? train[train.length - 1][1] : NaN;
-  return renderChart(
-    [
-      { name: "train bpb (per step)", points: train, color: "#9ecae1", width: 1 },
-      { name: "train bpb (smoothed)", points: smooth(train, 0.1), color: "#08519c", width: 2 },
-      { name: "validation bpb", points: val, color: "#d94801", dots: true, width: 2 },
-    ],
-    {
-      title,
-      subtitle: `bits per byte (8 = uniform over 256 bytes); latest ${val.length ? "validation" : "train"} ${last.toFixed(3)}`,
-      xLabel: "optimizer step",
-      yLabel: "bits per byte",
-      yMin: 0,
-    },
-  );
-}
-
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
-  const cfg = opts.config;
-  const m = cfg.aunet.model;
-  const S = cfg.aunet.seqLen;
-  const B = cfg.batchSize;
-  const acc = cfg.grad_acc_steps;
-  const backend = opts.backend ?? defaultBackend();
-  const progress = new Progress(opts.sink ?? process.stderr, cfg.logging.freq, opts.quiet === true);
+  if (opts.resume && opts.init)
+    throw new UserError(
+      "--resume continues a run from its own checkpoint and --init starts a new one: give one of them",
+    );
+  const progress = new Progress(opts.sink ?? process.stderr, opts.config.logging.freq, opts.quiet === true);
   const say = (s: string) => progress.line(s);
+  const run = RunDir.open(opts.out);
+  const own = !opts.stop && opts.handleSignals === true;
+  const stop =
+    opts.stop ??
+    new StopRequest((sig) =>
+      say(`${sig}: stopping after this step, with a checkpoint (again to quit at once)`),
+    );
+  if (own) stop.install();
+  let loader: TrainLoader | null = null;
+  try {
+    if (opts.replace) run.clear();
+    const data = findData(opts, say);
+    const start = await startRun(opts, data, say);
+    loader = start.loader;
+    const val = await validationSet(start.config, data, say);
+    return await new Session(opts, start, data, val, progress, stop).run();
+  } finally {
+    if (own) stop.uninstall();
+    await loader?.close();
+    run.release();
+  }
+}
 
-  fs.mkdirSync(opts.out, { recursive: true });
+function findData(opts: TrainOptions, say: (s: string) => void): TrainData {
   const stats = new DataStats();
   const files = discoverSources(opts.data, stats, "--data");
   const valFiles = opts.val && opts.val.length > 0 ? discoverSources(opts.val, stats, "--val") : null;
-  const totalSize = files.reduce((s, f) => s + f.size, 0);
+  const mb = files.reduce((s, f) => s + f.size, 0) / 1e6;
   say(
-    `data: ${files.length} file(s), ${(totalSize / 1e6).toFixed(2)} MB${valFiles ? `; validation: ${valFiles.map((f) => f.path).join(", ")}` : ""}`,
+    `data: ${files.length} file(s), ${mb.toFixed(2)} MB${valFiles ? `; validation: ${valFiles.map((f) => f.path).join(", ")}` : ""}`,
   );
   for (const l of stats.describe()) say(`data: ${l}`);
+  return { files, valFiles, stats };
+}
 
-  const loaderFingerprint: LoaderFingerprint = {
-    seed: cfg.seed,
-    docBytes: cfg.docBytes,
-    shuffleWindow: cfg.shuffleWindow,
-    valFraction: valFiles ? 0 : cfg.validation.fraction,
-  };
+interface Start {
+  config: RunConfig;
+  model: AUNet;
+  optimizer: AdamW;
+  loader: TrainLoader;
+  state: TrainState | null;
+  /** The checkpoint resumed from, or "". */
+  resumedFrom: string;
+  startedFrom: string;
+  startFinite: () => boolean;
+  backend: Backend;
+}
 
-  // ---- resume or start fresh ----
+/** A new run, or the newest intact checkpoint of `out` with its optimiser state and data position. */
+async function startRun(opts: TrainOptions, data: TrainData, say: (s: string) => void): Promise<Start> {
   const existing = listCheckpoints(opts.out);
   if (!opts.resume && existing.length > 0)
     throw new UserError(
       `${opts.out} already holds checkpoints (latest step ${existing[existing.length - 1].step}); pass --resume to continue it or choose another --out`,
     );
-  const ck = opts.resume ? loadLatest(opts.out, say) : null;
-  if (opts.resume && !ck) say(`--resume: no checkpoint in ${opts.out} yet, starting from scratch`);
-  let steps = cfg.steps;
-  let state: TrainState | null = null;
-  if (ck) {
-    const diff = configMismatch(ck.config, cfg.aunet);
-    if (diff.length > 0)
-      throw new UserError(
-        `the checkpoint ${ck.dir} was trained with a different model config; refusing to resume (${diff.slice(0, 3).join("; ")}${diff.length > 3 ? "; ..." : ""})`,
-      );
-    state = ck.state!;
-    const srcDiff = sameSources(state.sources, files);
-    if (srcDiff)
-      throw new UserError(
-        `cannot resume ${ck.dir}: the training data differs (${srcDiff}); resume with the same --data`,
-      );
-    if (state.loader) {
-      const now = loaderFingerprint;
-      const was = state.loader;
-      const changed = (Object.keys(now) as (keyof LoaderFingerprint)[]).filter((k) => now[k] !== was[k]);
-      if (changed.length > 0)
-        throw new UserError(
-          `cannot resume ${ck.dir}: the data stream differs (${changed.map((k) => `${k} ${was[k]} -> ${now[k]}`).join(", ")}), so its saved position would point elsewhere; resume with the same settings`,
-        );
-    }
-    const ckSteps = typeof ck.raw.steps === "number" ? ck.raw.steps : steps;
-    if (opts.autoSteps) steps = ckSteps;
-    else if (ckSteps !== steps)
-      say(
-        `note: the checkpoint's schedule spans ${ckSteps} steps, this run ${steps}: the learning rate follows ${steps}`,
-      );
-    say(`resuming from ${ck.dir} (step ${state.step})`);
-  }
-  const effective: RunConfig = { ...cfg, steps };
-
-  let initWeights = ck?.weights;
-  if (opts.init && !ck) {
-    const src = loadCheckpoint(resolveCheckpointDir(opts.init));
-    const diff = configMismatch(src.config, cfg.aunet);
+  const resumed = opts.resume
+    ? await resumeLatest(opts.out, opts.resumeConfig ?? opts.config, data, say)
+    : null;
+  if (opts.resume && !resumed) say(`--resume: no checkpoint in ${opts.out} yet, starting from scratch`);
+  const config: RunConfig = { ...(resumed?.config ?? opts.config) };
+  let weights = resumed?.checkpoint.weights;
+  let startedFrom = resumed ? resumed.checkpoint.dir : "initialisation";
+  if (opts.init) {
+    const src = loadResolved(opts.init);
+    const diff = configMismatch(src.config, config.aunet);
     if (diff.length > 0)
       throw new UserError(`--init ${src.dir} has a different model config (${diff.slice(0, 3).join("; ")})`);
-    initWeights = src.weights;
+    weights = src.weights;
+    startedFrom = `--init ${src.dir}`;
     say(`initialised from ${src.dir}`);
   }
-  const model = new AUNet(m, backend, initWeights);
-  const opt = new AdamW(model.params, backend, {
-    beta1: cfg.optim.beta1,
-    beta2: cfg.optim.beta2,
-    eps: cfg.optim.epsilon,
-    weightDecay: cfg.optim.weight_decay,
-    clip: cfg.optim.clip,
+  const backend = opts.backend ?? defaultBackend();
+  const model = new AUNet(config.aunet.model, backend, weights);
+  const o = config.optim;
+  const optimizer = new AdamW(model.params, backend, {
+    beta1: o.beta1,
+    beta2: o.beta2,
+    eps: o.epsilon,
+    weightDecay: o.weight_decay,
+    clip: o.clip,
   });
-  if (ck && state) opt.loadStateDict(state.step, ck.optim!.m, ck.optim!.v);
-  const shapes = new Map<string, readonly number[]>();
-  for (const [k, t] of model.params) shapes.set(k, t.shape);
-  const nParams = countParams(m).total;
+  if (resumed) {
+    optimizer.loadStateDict(resumed.state.step, resumed.checkpoint.optim!.m, resumed.checkpoint.optim!.v);
+    say(`resuming from ${resumed.checkpoint.dir} (step ${resumed.state.step})`);
+  }
+  return {
+    config,
+    model,
+    optimizer,
+    loader: resumed?.loader ?? newLoader(config, data),
+    state: resumed?.state ?? null,
+    resumedFrom: resumed?.checkpoint.dir ?? "",
+    startedFrom,
+    // Loaded weights were checked finite when read; a fresh initialisation is recomputed only if it is needed.
+    startFinite: () =>
+      weights !== undefined || allFinite(new AUNet(config.aunet.model, backend).stateDict().values()),
+    backend,
+  };
+}
 
-  const loader = new TrainLoader(files, S, { ...loaderFingerprint, strategy: cfg.aunet.strategy, stats });
-  if (state?.data) await loader.restore(state.data);
+interface ValidationSet {
+  docs: PackedDoc[];
+  bytes: number;
+}
 
-  // ---- validation set ----
-  let valDocs: PackedDoc[] = [];
-  let valBytes = 0;
-  if (valFiles || cfg.validation.fraction > 0) {
-    const v = await collectDocs(valFiles ?? files, cfg.aunet.strategy, {
-      docBytes: cfg.docBytes,
-      // Held out of the training files: their bad lines are already counted by the training stream.
-      stats: valFiles ? stats : new DataStats(),
-      heldOut: valFiles ? null : cfg.validation.fraction,
-      maxBytes: cfg.validation.maxBytes,
+/** The validation documents: the --val sources, or the hash-held-out fraction of the training files. */
+async function validationSet(
+  cfg: RunConfig,
+  data: TrainData,
+  say: (s: string) => void,
+): Promise<ValidationSet> {
+  if (!data.valFiles && cfg.validation.fraction === 0) return { docs: [], bytes: 0 };
+  const v = await collectDocs(data.valFiles ?? data.files, cfg.aunet.strategy, {
+    docBytes: cfg.docBytes,
+    // Held out of the training files: their bad lines are already counted by the training stream.
+    stats: data.valFiles ? data.stats : new DataStats(),
+    heldOut: data.valFiles ? null : cfg.validation.fraction,
+    maxBytes: cfg.validation.maxBytes,
+  });
+  if (v.docs.length === 0) say("validation: no held-out documents found; validation is skipped");
+  else
+    say(
+      `validation: ${v.docs.length} document(s), ${v.bytes} bytes${data.valFiles ? "" : ` (held out by hash, fraction ${cfg.validation.fraction})`}`,
+    );
+  return v;
+}
+
+/** A step whose values have not been read yet, with what the host knows of it already. */
+interface PendingStep {
+  step: number;
+  lr: number;
+  values: StepValues;
+  positions: number[];
+  predictedBytes: number;
+  seconds: number;
+  bytesSeen: number;
+}
+
+type Batch = { tokens: Int32Array; mask: Int32Array; targets: Int32Array };
+
+/** How often step values are read when the logging interval is long and steps are slow. */
+const READ_EVERY_MS = 1000;
+
+/** One training session over a started run: the loop and everything it records. */
+class Session {
+  private readonly cfg: RunConfig;
+  private readonly B: number;
+  private readonly S: number;
+  private readonly out: string;
+  private readonly metrics: MetricsLog;
+  private readonly metricsPath: string;
+  private readonly stepOptions: StepOptions<Batch>;
+  private readonly plan: ValidationPlan;
+  private readonly fitter: ScheduleFitter | null;
+  private readonly nParams: number;
+  private readonly cores = os.availableParallelism();
+  private readonly startStep: number;
+  private step: number;
+  private totalBytes: number;
+  private sessionBytes = 0;
+  private trainSeconds = 0;
+  private readonly sessionStart = performance.now();
+  private pending: PendingStep[] = [];
+  private lastRead = performance.now();
+  private batchStats = { positions: [] as number[], predictedBytes: 0 };
+  private lastLoss = NaN;
+  private lastBpb = NaN;
+  private emaBpb = NaN;
+  private readonly valHistory: ValPoint[];
+  private valSeconds = 0;
+  private lastValStep = -1;
+  private lastValResult: EvalResult | null = null;
+  private lastSaved: string;
+  private lastSavedStep: number;
+  private stoppedBy: TrainSummary["stoppedBy"] = "steps";
+
+  constructor(
+    private readonly opts: TrainOptions,
+    private readonly start: Start,
+    private readonly data: TrainData,
+    private readonly val: ValidationSet,
+    private readonly progress: Progress,
+    private readonly stop: StopRequest,
+  ) {
+    const cfg = (this.cfg = start.config);
+    this.B = cfg.batchSize;
+    this.S = cfg.aunet.seqLen;
+    this.out = opts.out;
+    this.nParams = countParams(cfg.aunet.model).total;
+    this.startStep = this.step = start.state?.step ?? 0;
+    const bytesSeen = start.state?.metrics.bytes_seen;
+    this.totalBytes = typeof bytesSeen === "number" ? bytesSeen : 0;
+    this.lastSaved = start.resumedFrom;
+    this.lastSavedStep = start.resumedFrom ? this.startStep : -1;
+    // A resumed run rewrites history past its checkpoint (a crash may have logged steps that are now redone).
+    this.metricsPath = path.join(this.out, METRICS_FILE);
+    const kept = start.resumedFrom
+      ? readMetrics(this.metricsPath).filter((r) => r.step <= this.startStep)
+      : [];
+    this.metrics = new MetricsLog(this.metricsPath, kept);
+    this.valHistory = kept
+      .filter((r) => r.kind === "val")
+      .map((r) => ({ step: r.step, bpb: r.bpb as number }));
+    this.writeParams();
+    const fitted = opts.autoSteps === true && !start.resumedFrom && opts.timeLimitSec !== undefined;
+    const every = cfg.validation.every;
+    this.plan = fitted && every === 0 ? ValidationPlan.evenly(AUTO_VALIDATIONS) : new ValidationPlan(every);
+    this.fitter = fitted ? new ScheduleFitter(opts.timeLimitSec!, every === 0 ? AUTO_VALIDATIONS : 0) : null;
+    const model = start.model;
+    this.stepOptions = {
+      model: {
+        loss: (b: Batch) => {
+          const r = model.loss(b.tokens, b.mask, b.targets, this.B, this.S);
+          this.countBatch(r.pools, b.targets);
+          return r.loss;
+        },
+        zeroGrad: () => model.zeroGrad(),
+      },
+      optimizer: start.optimizer,
+      clip: cfg.optim.clip,
+      gradAcc: cfg.grad_acc_steps,
+      nextBatch: () => start.loader.batch(this.B),
+    };
+    const m = cfg.aunet.model;
+    const acc = cfg.grad_acc_steps;
+    this.say(
+      `model: ${m.dimensions.length} stage(s), dims [${m.dimensions}], layers [${m.layers}], ${(this.nParams / 1e6).toFixed(2)}M parameters; batch ${this.B}x${this.S} bytes${acc > 1 ? ` x${acc} accumulation` : ""}; backend ${start.backend.name}`,
+    );
+  }
+
+  private say(s: string): void {
+    this.progress.line(s);
+  }
+
+  private get lastVal(): number | null {
+    return this.valHistory.length ? this.valHistory[this.valHistory.length - 1].bpb : null;
+  }
+
+  /** params.json at the run's root: the configuration as planned now (a fitted schedule rewrites it). */
+  private writeParams(): void {
+    writeJsonAtomic(path.join(this.out, "params.json"), toParamsJson(this.cfg));
+  }
+
+  async run(): Promise<TrainSummary> {
+    try {
+      if (!this.start.resumedFrom) await this.validate();
+      while (this.step < this.cfg.steps && !this.stopReason()) {
+        await this.trainOneStep();
+        if (this.plan.due(this.step, this.cfg.steps)) await this.validate();
+        if (this.step % this.cfg.checkpoint.every === 0 && this.step < this.cfg.steps) await this.save();
+        // Signals are delivered here: the step, the validation and the save above are never cut short.
+        await yieldToEventLoop();
+      }
+      return await this.finish();
+    } catch (e) {
+      if (!(e instanceof MetricsWriteError)) throw e;
+      // The disk is full or failing: keep the training done so far if a checkpoint still fits.
+      throw new UserError(`${e.message}; ${this.saveAfterFailure()}`);
+    } finally {
+      this.metrics.close();
+    }
+  }
+
+  private stopReason(): boolean {
+    const o = this.opts;
+    if (o.stopAfter !== undefined && this.step >= o.stopAfter) this.stoppedBy = "stop-after";
+    else if (o.timeLimitSec !== undefined && this.elapsed() >= o.timeLimitSec) this.stoppedBy = "time";
+    else if (this.stop.requested) this.stoppedBy = "signal";
+    else return false;
+    return true;
+  }
+
+  private elapsed(): number {
+    return (performance.now() - this.sessionStart) / 1000;
+  }
+
+  private countBatch(pools: readonly { nsel: ArrayLike<number> }[], targets: Int32Array): void {
+    const st = this.batchStats;
+    st.positions[0] += this.B * this.S;
+    pools.forEach((p, i) => {
+      for (let b = 0; b < this.B; b++) st.positions[i + 1] += p.nsel[b];
     });
-    valDocs = v.docs;
-    valBytes = v.bytes;
-    if (valDocs.length === 0) say("validation: no held-out documents found; validation is skipped");
-    else
-      say(
-        `validation: ${valDocs.length} document(s), ${valBytes} bytes${valFiles ? "" : ` (held out by hash, fraction ${cfg.validation.fraction})`}`,
+    for (let i = 0; i < targets.length; i++) if (targets[i] < 256) st.predictedBytes++;
+  }
+
+  private async trainOneStep(): Promise<void> {
+    const t0 = performance.now();
+    const done = this.step - this.startStep;
+    this.fitter?.stepStarts(done, t0);
+    this.batchStats = {
+      positions: new Array<number>(this.cfg.aunet.model.dimensions.length).fill(0),
+      predictedBytes: 0,
+    };
+    const lr = lrAt(this.step + 1, this.cfg.optim.lr, {
+      scheduler: this.cfg.optim.scheduler,
+      warmup: this.cfg.optim.warmup,
+      steps: this.cfg.steps,
+      lrMinRatio: this.cfg.optim.lr_min_ratio,
+      cycleLength: this.cfg.optim.cycle_length,
+      cosineTheta: this.cfg.optim.cosine_theta,
+    });
+    const values = await trainStep(this.stepOptions, lr);
+    this.step++;
+    const seconds = (performance.now() - t0) / 1000;
+    const bytes = this.B * this.S * this.cfg.grad_acc_steps;
+    this.trainSeconds += seconds;
+    this.sessionBytes += bytes;
+    this.totalBytes += bytes;
+    const { positions, predictedBytes } = this.batchStats;
+    this.pending.push({
+      step: this.step,
+      lr,
+      values,
+      positions,
+      predictedBytes,
+      seconds,
+      bytesSeen: this.totalBytes,
+    });
+    this.fitSchedule(done + 1);
+    if (this.pending.length >= this.cfg.logging.freq || performance.now() - this.lastRead >= READ_EVERY_MS)
+      await this.readPending();
+  }
+
+  private fitSchedule(done: number): void {
+    const fit = this.fitter?.fit(done, this.step, this.elapsed(), this.valSeconds);
+    if (!fit) return;
+    this.cfg.steps = fit.steps;
+    this.writeParams();
+    if (done === CALIBRATION_STEPS)
+      this.say(
+        `auto steps: ${fit.msPerStep.toFixed(0)} ms/step -> about ${fit.steps} steps fill ${this.fitter!.limitSec}s`,
       );
   }
 
-  // ---- run records ----
-  const metricsPath = path.join(opts.out, "metrics.jsonl");
-  const curvePath = path.join(opts.out, "curve.svg");
-  const startStep = state?.step ?? 0;
-  const kept = ck ? readMetrics(metricsPath).filter((r) => r.step <= startStep) : [];
-  // A resumed run rewrites history past the checkpoint (a crash may have logged steps that are now redone).
-  writeFileAtomic(metricsPath, kept.map((r) => JSON.stringify(r) + "\n").join(""));
-  writeJsonAtomic(path.join(opts.out, "params.json"), toParamsJson(effective));
-  const valHistory: ValPoint[] = kept
-    .filter((r) => r.kind === "val")
-    .map((r) => ({ step: r.step, bpb: r.bpb as number }));
-  const logRecord = (r: MetricRecord) => fs.appendFileSync(metricsPath, JSON.stringify(r) + "\n");
-
-  say(
-    `model: ${m.dimensions.length} stage(s), dims [${m.dimensions}], layers [${m.layers}], ${(nParams / 1e6).toFixed(2)}M parameters; batch ${B}x${S} bytes${acc > 1 ? ` x${acc} accumulation` : ""}; backend ${backend.name}`,
-  );
-
-  let step = startStep;
-  let totalBytes = typeof state?.metrics.bytes_seen === "number" ? state.metrics.bytes_seen : 0;
-  const sessionStart = performance.now();
-  const elapsed = () => (performance.now() - sessionStart) / 1000;
-  let trainSeconds = 0;
-  let sessionBytes = 0;
-  let lastLoss = NaN,
-    lastBpb = NaN;
-  let emaBpb = NaN;
-  let lastVal: number | null = valHistory.length ? valHistory[valHistory.length - 1].bpb : null;
-  let valEvery = cfg.validation.every;
-  let valSeconds = 0;
-  let lastValStep = -1;
-  let lastValResult: EvalResult | null = null;
-  let lastSaved = ck ? ck.dir : "";
-  let lastSavedStep = ck ? startStep : -1;
-  const cores = os.availableParallelism();
-
-  const validate = async (): Promise<EvalResult | null> => {
-    if (valDocs.length === 0) return null;
-    const t0 = performance.now();
-    const r = await evaluateList(model, valDocs, B, S);
-    valSeconds = (performance.now() - t0) / 1000;
-    lastVal = r.bitsPerByte;
-    lastValStep = step;
-    lastValResult = r;
-    valHistory.push({ step, bpb: r.bitsPerByte });
-    logRecord({
-      kind: "val",
-      step,
-      loss: r.loss,
-      bpb: r.bitsPerByte,
-      bits_per_char: r.bitsPerChar,
-      bytes: r.bytes,
-      seconds: valSeconds,
-    });
-    say(
-      `validation @ step ${step}: ${r.bitsPerByte.toFixed(4)} bits/byte (${r.bytes} bytes, ${valSeconds.toFixed(1)}s)`,
-    );
-    return r;
-  };
-
-  const save = (): string => {
-    const { m: mm, v: vv } = opt.stateDict();
-    const dir = saveCheckpoint(
-      opts.out,
-      {
-        step,
-        shapes,
-        weights: model.stateDict(),
-        m: mm,
-        v: vv,
-        params: toParamsJson(effective),
-        state: {
-          version: 1,
-          step,
-          data: loader.state(),
-          sources: files.map((f) => ({ path: f.path, size: f.size })),
-          loader: loaderFingerprint,
-          rng: {
-            seed: cfg.seed,
-            derivation: "counter-based: (seed, epoch, file, window) -> shuffles; see data/loader.ts",
+  /**
+   * Read the pending steps' values (the only host read of them), refuse non-finite ones, and log them. Runs at
+   * least once per logging interval and always before a validation or a save, so nothing diverged is validated
+   * or saved.
+   */
+  private async readPending(): Promise<void> {
+    const records: MetricRecord[] = [];
+    const rows = this.B * this.S;
+    for (const p of this.pending.splice(0)) {
+      const v = await readStepValues(p.values);
+      if (!Number.isFinite(v.loss) || !Number.isFinite(v.gradNorm))
+        throw divergenceError(
+          { step: p.step, loss: v.loss, gradNorm: v.gradNorm },
+          {
+            firstStep: this.startStep + 1,
+            startFinite: this.start.startFinite(),
+            startedFrom: this.start.startedFrom,
+            model: this.cfg.aunet.model,
+            lastCheckpoint: this.lastSaved,
           },
-          metrics: {
-            loss: lastLoss,
-            bpb: lastBpb,
-            val_bpb: lastVal,
-            bytes_seen: totalBytes,
-            steps: effective.steps,
-          },
-        },
-      },
-      cfg.checkpoint.keep,
-    );
-    lastSaved = dir;
-    lastSavedStep = step;
-    return dir;
-  };
-
-  let stopSignal = false;
-  const onSignal = () => {
-    if (stopSignal) process.exit(130);
-    stopSignal = true;
-    say("stopping after this step (again to abort without saving)...");
-  };
-  if (opts.handleSignals) {
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-  }
-
-  const sched = (): ScheduleConfig => ({
-    scheduler: cfg.optim.scheduler,
-    warmup: cfg.optim.warmup,
-    steps: effective.steps,
-    lrMinRatio: cfg.optim.lr_min_ratio,
-    cycleLength: cfg.optim.cycle_length,
-    cosineTheta: cfg.optim.cosine_theta,
-  });
-
-  let stoppedBy: TrainSummary["stoppedBy"] = "steps";
-  let calibStart = 0;
-  let nextFitAt = Infinity;
-  // The validation interval follows the fitted schedule when the config left it to autoSteps.
-  let autoVal = false;
-  try {
-    if (!ck) await validate();
-    while (step < effective.steps) {
-      if (opts.stopAfter !== undefined && step >= opts.stopAfter) {
-        stoppedBy = "stop-after";
-        break;
-      }
-      if (opts.timeLimitSec !== undefined && elapsed() >= opts.timeLimitSec) {
-        stoppedBy = "time";
-        break;
-      }
-      if (stopSignal) {
-        stoppedBy = "signal";
-        break;
-      }
-      const t0 = performance.now();
-      if (step - startStep === 1) calibStart = t0;
-      const evalAcc = new EvalAccumulator();
-      let lossSum = 0;
-      const positions = new Array<number>(m.dimensions.length).fill(0);
-      for (let a = 0; a < acc; a++) {
-        const batch = await loader.batch(B);
-        // Everything the step allocates (activations, scratch) is released at the end of the scope, so a
-        // backend with a memory pool reuses the same buffers every step; parameter gradients persist.
-        const r = scoped(() => {
-          try {
-            const out = model.loss(batch.tokens, batch.mask, batch.targets, B, S);
-            // lingua scales the loss so that the accumulated gradient is the mean over all micro-batches.
-            backward(acc > 1 ? op.scale(out.loss, 1 / acc) : out.loss);
-            return { loss: out.loss.item(), rowLoss: out.rowLoss, pools: out.pools };
-          } catch (e) {
-            clearTape();
-            throw e;
-          }
-        });
-        lossSum += r.loss;
-        evalAcc.add(r.rowLoss, batch.targets);
-        positions[0] += B * S;
-        r.pools.forEach((p, i) => {
-          for (let b = 0; b < B; b++) positions[i + 1] += p.nsel[b];
-        });
-      }
-      const loss = lossSum / acc;
-      const gradNorm = opt.gradNorm();
-      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm))
-        throw new UserError(
-          `training diverged at step ${step + 1} (loss ${loss}, gradient norm ${gradNorm}); the last checkpoint is ${lastSaved || "none"}; try a lower --lr`,
         );
-      const scale = clipScale(gradNorm, cfg.optim.clip);
-      const lr = lrAt(step + 1, cfg.optim.lr, sched());
-      opt.update(lr, scale);
-      model.zeroGrad();
-      step++;
-
-      const dt = (performance.now() - t0) / 1000;
-      trainSeconds += dt;
-      const bytes = B * S * acc;
-      sessionBytes += bytes;
-      totalBytes += bytes;
-      const ev = evalAcc.result();
-      lastLoss = loss;
-      lastBpb = ev.bitsPerByte;
-      emaBpb = Number.isNaN(emaBpb) ? lastBpb : 0.9 * emaBpb + 0.1 * lastBpb;
-      const bps = bytes / dt;
-      const fpb = flopsPerByte(m, positions, B * acc);
-      logRecord({
+      const nats = v.microLosses.reduce((s, x) => s + x * rows, 0);
+      this.lastLoss = v.loss;
+      this.lastBpb = nats / p.predictedBytes / Math.LN2;
+      this.emaBpb = Number.isNaN(this.emaBpb) ? this.lastBpb : 0.9 * this.emaBpb + 0.1 * this.lastBpb;
+      const bps = (rows * this.cfg.grad_acc_steps) / p.seconds;
+      const fpb = flopsPerByte(this.cfg.aunet.model, p.positions, this.B * this.cfg.grad_acc_steps);
+      records.push({
         kind: "train",
-        step,
-        loss,
-        bpb: ev.bitsPerByte,
-        lr,
-        grad_norm: gradNorm,
-        clip_scale: scale,
+        step: p.step,
+        loss: v.loss,
+        bpb: this.lastBpb,
+        lr: p.lr,
+        grad_norm: v.gradNorm,
+        clip_scale: v.clipScale,
         bytes_per_s: bps,
         flops_per_byte: fpb,
-        mfu: mfu(fpb, bps, cores),
-        positions,
-        bytes_seen: totalBytes,
-        seconds: dt,
+        mfu: mfu(fpb, bps, this.cores),
+        positions: p.positions,
+        bytes_seen: p.bytesSeen,
+        seconds: p.seconds,
       });
-
-      if (opts.autoSteps && !ck && opts.timeLimitSec !== undefined) {
-        const limit = opts.timeLimitSec;
-        const done = step - startStep;
-        const first = done === CALIBRATION_STEPS;
-        if (first || (done > CALIBRATION_STEPS && elapsed() >= nextFitAt && elapsed() < 0.8 * limit)) {
-          // Fit the schedule into the time left. Wall time per step since step 2 began covers everything the
-          // loop does (validations included once they have happened); the first fit, before any periodic
-          // validation, reserves room for them explicitly. Refitting while the run is young absorbs drifting
-          // step times (other processes, allocator warm-up) with only small changes of the cosine.
-          const perStep = (performance.now() - calibStart) / 1000 / (done - 1);
-          const nVal = first && valEvery === 0 ? AUTO_VALIDATIONS : 0;
-          const left = limit - elapsed() - (nVal + 1) * valSeconds - 2;
-          effective.steps = Math.max(step + 1, step + Math.floor((0.97 * left) / perStep));
-          if (autoVal || (first && valEvery === 0)) {
-            autoVal = true;
-            valEvery = Math.max(1, Math.ceil(effective.steps / AUTO_VALIDATIONS));
-          }
-          nextFitAt = elapsed() + 0.1 * limit;
-          if (first)
-            say(
-              `auto steps: ${(perStep * 1000).toFixed(0)} ms/step -> about ${effective.steps} steps fill ${limit}s`,
-            );
-        }
-      }
-
-      const avgStep = trainSeconds / Math.max(1, step - startStep);
-      let eta = (effective.steps - step) * avgStep;
-      if (opts.timeLimitSec !== undefined) eta = Math.min(eta, Math.max(0, opts.timeLimitSec - elapsed()));
-      progress.update({
-        step,
-        total: effective.steps,
-        loss,
-        bpb: lastBpb,
-        bytesPerSec: sessionBytes / trainSeconds,
-        etaSec: eta,
-        valBpb: lastVal,
-      });
-
-      if (valEvery > 0 && step % valEvery === 0 && step < effective.steps) await validate();
-      if (step % cfg.checkpoint.every === 0 && step < effective.steps) save();
     }
-    progress.done();
-    const finalVal = lastValStep === step ? lastValResult : await validate();
-    if (lastSavedStep !== step) save();
-    writeFileAtomic(
-      curvePath,
-      curveSvg(readMetrics(metricsPath), `AU-Net ${cfg.name}: ${(nParams / 1e6).toFixed(2)}M parameters`),
+    this.lastRead = performance.now();
+    if (records.length === 0) return;
+    this.metrics.append(records);
+    const avgStep = this.trainSeconds / Math.max(1, this.step - this.startStep);
+    let eta = (this.cfg.steps - this.step) * avgStep;
+    const limit = this.opts.timeLimitSec;
+    if (limit !== undefined) eta = Math.min(eta, Math.max(0, limit - this.elapsed()));
+    this.progress.update({
+      step: this.step,
+      total: this.cfg.steps,
+      loss: this.lastLoss,
+      bpb: this.lastBpb,
+      bytesPerSec: this.sessionBytes / this.trainSeconds,
+      etaSec: eta,
+      valBpb: this.lastVal,
+    });
+  }
+
+  /** Validation bits per byte now; null without a validation set or when a signal cut it short. */
+  private async validate(): Promise<EvalResult | null> {
+    await this.readPending();
+    if (this.val.docs.length === 0) return null;
+    const t0 = performance.now();
+    let r: EvalResult;
+    try {
+      r = await evaluateList(this.start.model, this.val.docs, this.B, this.S, async () => {
+        await yieldToEventLoop();
+        return this.stop.requested;
+      });
+    } catch (e) {
+      if (e instanceof EvalInterrupted) return null;
+      throw e;
+    }
+    this.valSeconds = (performance.now() - t0) / 1000;
+    this.lastValStep = this.step;
+    this.lastValResult = r;
+    this.valHistory.push({ step: this.step, bpb: r.bitsPerByte });
+    this.metrics.append([
+      {
+        kind: "val",
+        step: this.step,
+        loss: r.loss,
+        bpb: r.bitsPerByte,
+        bits_per_char: r.bitsPerChar,
+        bytes: r.bytes,
+        seconds: this.valSeconds,
+      },
+    ]);
+    this.say(
+      `validation @ step ${this.step}: ${r.bitsPerByte.toFixed(4)} bits/byte (${r.bytes} bytes, ${this.valSeconds.toFixed(1)}s)`,
     );
-    for (const l of stats.describe()) say(`data: ${l}`);
+    return r;
+  }
+
+  private async save(): Promise<string> {
+    await this.readPending();
+    return this.saveNow();
+  }
+
+  /** Write the checkpoint of the current step (the step values must have been read and found finite). */
+  private saveNow(): string {
+    const { m, v } = this.start.optimizer.stateDict();
+    const shapes = new Map<string, readonly number[]>();
+    for (const [k, t] of this.start.model.params) shapes.set(k, t.shape);
+    const cfg = this.cfg;
+    const state: TrainState = {
+      version: 1,
+      step: this.step,
+      data: this.start.loader.state(),
+      sources: this.data.files.map((f) => ({ path: f.path, size: f.size })),
+      loader: loaderFingerprint(cfg, this.data),
+      rng: {
+        seed: cfg.seed,
+        derivation: "counter-based: (seed, epoch, file, window) -> shuffles; see data/loader.ts",
+      },
+      metrics: {
+        loss: this.lastLoss,
+        bpb: this.lastBpb,
+        val_bpb: this.lastVal,
+        bytes_seen: this.totalBytes,
+        steps: cfg.steps,
+      },
+    };
+    const params = toParamsJson(cfg);
+    const weights = this.start.model.stateDict();
+    this.lastSaved = saveCheckpoint(
+      this.out,
+      { step: this.step, shapes, weights, m, v, params, state },
+      cfg.checkpoint.keep,
+    );
+    this.lastSavedStep = this.step;
+    return this.lastSaved;
+  }
+
+  private saveAfterFailure(): string {
+    try {
+      if (this.lastSavedStep !== this.step) this.saveNow();
+      return `stopped at step ${this.step} with a checkpoint in ${this.lastSaved}`;
+    } catch (e) {
+      return `the checkpoint could not be saved either (${e instanceof Error ? e.message : String(e)}); the last one is ${this.lastSaved || "none"}`;
+    }
+  }
+
+  private async finish(): Promise<TrainSummary> {
+    await this.readPending();
+    this.progress.done();
+    const interrupted = this.stoppedBy === "signal";
+    // Stopped by a signal: the user wants out, so no final validation, only the checkpoint.
+    const finalVal =
+      interrupted || this.lastValStep === this.step
+        ? interrupted
+          ? null
+          : this.lastValResult
+        : await this.validate();
+    if (this.lastSavedStep !== this.step) await this.save();
+    const title = `AU-Net ${this.cfg.name}: ${(this.nParams / 1e6).toFixed(2)}M parameters`;
+    const curvePath = path.join(this.out, "curve.svg");
+    writeFileAtomic(curvePath, curveSvg(readMetrics(this.metricsPath), title));
+    if (!interrupted) for (const l of this.data.stats.describe()) this.say(`data: ${l}`);
     const summary: TrainSummary = {
-      step,
-      steps: effective.steps,
-      stoppedBy,
-      sessionBytes,
-      totalBytes,
-      trainSeconds,
-      bytesPerSec: trainSeconds > 0 ? sessionBytes / trainSeconds : 0,
-      finalLoss: lastLoss,
-      finalBpb: lastBpb,
-      val: valHistory,
-      checkpoint: lastSaved,
-      metricsPath,
+      step: this.step,
+      steps: this.cfg.steps,
+      stoppedBy: this.stoppedBy,
+      signal: interrupted ? this.stop.received : null,
+      sessionBytes: this.sessionBytes,
+      totalBytes: this.totalBytes,
+      trainSeconds: this.trainSeconds,
+      bytesPerSec: this.trainSeconds > 0 ? this.sessionBytes / this.trainSeconds : 0,
+      finalLoss: this.lastLoss,
+      finalBpb: this.lastBpb,
+      val: this.valHistory,
+      checkpoint: this.lastSaved,
+      metricsPath: this.metricsPath,
       curvePath,
-      params: nParams,
-      backend: backend.name,
+      params: this.nParams,
+      backend: this.start.backend.name,
       finalVal,
     };
-    const valLine =
-      valHistory.length > 0
-        ? `; validation ${valHistory[0].bpb.toFixed(3)} -> ${valHistory[valHistory.length - 1].bpb.toFixed(3)} bits/byte`
-        : "";
-    say(
-      `done: step ${step}/${effective.steps} (${stoppedBy === "steps" ? "finished" : `stopped: ${stoppedBy}`}), ${totalBytes} bytes seen, ${formatDuration(elapsed())} this session, ${formatRate(summary.bytesPerSec)}; train ${Number.isNaN(emaBpb) ? "-" : emaBpb.toFixed(3)} bits/byte${valLine}`,
-    );
-    say(`checkpoint: ${lastSaved}\nmetrics: ${metricsPath}\ncurve: ${curvePath}`);
+    for (const l of summaryLines(summary, this.elapsed(), this.emaBpb)) this.say(l);
     return summary;
-  } finally {
-    if (opts.handleSignals) {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    }
-    await loader.close();
   }
 }
