@@ -14,13 +14,13 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadNativeBackend, type NativeBackend } from "../src/backends/native.js";
 import type { AttentionParams, Storage } from "../src/engine/backend.js";
-import { backward, scoped } from "../src/engine/tensor.js";
 import { Profiler, type OpStat } from "../src/backends/profile.js";
 import { flopsPerByte, measurePositions, mfu } from "../src/train/flops.js";
 import { AUNet } from "../src/model/aunet.js";
 import { parseConfig } from "../src/model/config.js";
 import { levelMask } from "../src/data/splitter.js";
 import { AdamW, OFFICIAL_ADAMW } from "../src/train/optimizer.js";
+import { readStepValues, trainStep, type StepOptions } from "../src/train/step.js";
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => argv.includes(name);
@@ -220,7 +220,7 @@ interface TrainBench {
   profiles: { config: string; threads: number; ops: (OpStat & { pct: number })[] }[];
 }
 
-function benchTrainStep(nb: NativeBackend): TrainBench {
+async function benchTrainStep(nb: NativeBackend): Promise<TrainBench> {
   const out: TrainBench = { rows: [], profiles: [] };
   if (flag("--no-train")) return out;
   const here = path.dirname(fileURLToPath(import.meta.url));
@@ -251,24 +251,24 @@ function benchTrainStep(nb: NativeBackend): TrainBench {
     const be = profiler.wrap(nb);
     const model = new AUNet(cfg.model, be);
     const optim = new AdamW(model.params, be, OFFICIAL_ADAMW);
-    const step = () =>
-      scoped(() => {
-        const r = model.loss(tokens, mask, targets, B, S);
-        backward(r.loss);
-        r.loss.item();
-        const norm = optim.gradNorm();
-        optim.update(1e-4, norm > 1 ? 1 / norm : 1);
-        model.zeroGrad();
-      });
+    const stepOptions: StepOptions<null> = {
+      model: { loss: () => model.loss(tokens, mask, targets, B, S).loss, zeroGrad: () => model.zeroGrad() },
+      optimizer: optim,
+      clip: 1,
+      gradAcc: 1,
+      nextBatch: async () => null,
+    };
+    // The trainer's step, with its values read as the trainer reads them (once per step here).
+    const step = async () => readStepValues(await trainStep(stepOptions, 1e-4));
     for (const threads of THREADS) {
       nb.setThreads(threads);
-      step(); // warm-up: JIT, pool buffers, scratch
+      await step(); // warm-up: JIT, pool buffers, scratch
       const reps = QUICK ? 2 : 4;
       let best = Infinity;
       profiler.reset();
       for (let i = 0; i < reps; i++) {
         const t0 = process.hrtime.bigint();
-        step();
+        await step();
         best = Math.min(best, Number(process.hrtime.bigint() - t0) / 1e9);
       }
       const bytesPerS = (B * S) / best;
@@ -299,7 +299,7 @@ function benchTrainStep(nb: NativeBackend): TrainBench {
   return out;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { backend: nb, error } = loadNativeBackend();
   if (!nb) {
     console.error(`bench: native backend unavailable: ${error}`);
@@ -315,7 +315,7 @@ function main(): void {
   table(attn, ["kernel", "shape", "op", "threads", "ms", "gflops", "pctPeak"]);
   let train: TrainBench = { rows: [], profiles: [] };
   try {
-    train = benchTrainStep(nb);
+    train = await benchTrainStep(nb);
   } catch (e) {
     log(`train-step benchmark skipped: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -348,4 +348,4 @@ function main(): void {
   }
 }
 
-main();
+await main();

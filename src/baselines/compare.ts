@@ -22,6 +22,7 @@ import { flopsPerByte, flopsPerToken, measurePositions } from "../train/flops.js
 import { parseRunConfig, type RunConfig } from "../train/run-config.js";
 import { train } from "../train/trainer.js";
 import type { ProgressSink } from "../train/progress.js";
+import type { StopRequest, StopSignalName } from "../train/signals.js";
 import { ChunkCounter, trainBpe, type BpeTokenizer } from "./bpe.js";
 import { lawDefaults, type LawDefaults } from "./laws.js";
 import { byteFamilyModel, familyShape, headDimFor, type FamilyShape } from "./shapes.js";
@@ -57,6 +58,8 @@ export interface CompareOptions {
   backend?: Backend;
   sink?: ProgressSink;
   quiet?: boolean;
+  /** Ends the comparison after the current step of the current run (the CLI's SIGINT/SIGTERM). */
+  stop?: StopRequest;
 }
 
 export interface CompareRow {
@@ -89,6 +92,8 @@ export interface CompareResult {
   command: string;
   corpus: { trainBytes: number; valBytes: number; bpeBytesPerToken: number | null };
   files: { json: string; markdown: string; svg: string };
+  /** The signal that cut the comparison short (the rows are the runs finished before it). */
+  interrupted: StopSignalName | null;
 }
 
 interface Texts {
@@ -289,7 +294,7 @@ export async function compare(o: CompareOptions, command = ""): Promise<CompareR
   }
 
   const rows: CompareRow[] = [];
-  for (const budget of o.budgets) {
+  runs: for (const budget of o.budgets) {
     const shape = familyShape(budget);
     for (const kind of o.models) {
       const t0 = performance.now();
@@ -325,6 +330,7 @@ export async function compare(o: CompareOptions, command = ""): Promise<CompareR
           backend,
           sink: o.sink,
           quiet: o.quiet,
+          stop: o.stop,
         });
         row = makeRow(budget, kind, m, S, [bpt], fpt / bpt, p, r);
       } else {
@@ -352,12 +358,19 @@ export async function compare(o: CompareOptions, command = ""): Promise<CompareR
           backend,
           sink: o.sink,
           quiet: o.quiet,
+          stop: o.stop,
         });
         const bytesPerPosition = measured.positions.map((x) => measured.positions[0] / x);
         row = makeRow(budget, kind, m, S, bytesPerPosition, fpb, p, {
           valBpb: s.finalVal?.bitsPerByte ?? NaN,
           trainSeconds: s.trainSeconds,
         });
+      }
+      if (o.stop?.requested) {
+        say(
+          `compare: stopped by ${o.stop.received} during ${kind} @ ${budget.toExponential(2)} FLOPs; the results hold the runs finished before it`,
+        );
+        break runs;
       }
       row.wallSeconds = (performance.now() - t0) / 1000;
       say(`${kind} @ ${budget.toExponential(2)}: validation ${row.valBpb.toFixed(4)} bits/byte`);
@@ -378,13 +391,16 @@ export async function compare(o: CompareOptions, command = ""): Promise<CompareR
       markdown: path.join(o.out, "compare.md"),
       svg: path.join(o.out, "compare.svg"),
     },
+    interrupted: o.stop?.received ?? null,
   };
   writeJsonAtomic(result.files.json, {
     ...result,
     backend: backend.name,
     options: { ...o, backend: undefined, sink: undefined },
   });
-  writeFileAtomic(result.files.markdown, compareMarkdown(result));
-  writeFileAtomic(result.files.svg, compareSvg(result.rows));
+  if (rows.length > 0) {
+    writeFileAtomic(result.files.markdown, compareMarkdown(result));
+    writeFileAtomic(result.files.svg, compareSvg(result.rows));
+  }
   return result;
 }

@@ -1,4 +1,4 @@
-// Training and evaluation of the BPE baseline. The loop is the byte trainer's recipe (src/train/trainer.ts)
+// Training and evaluation of the BPE baseline. Each step is the byte trainer's `trainStep` (src/train/step.ts)
 // over token rows: AdamW with the official settings, global-norm clipping, warmup + cosine from schedule.ts.
 // It keeps no checkpoints: a baseline run of the comparison is short and is simply rerun.
 //
@@ -10,12 +10,13 @@
 // divided by the number of bytes of the documents' text and by ln 2, so that it is directly comparable with the
 // byte models' figure (whose numerator likewise includes the document ends).
 
-import { backward, scoped } from "../engine/tensor.js";
 import type { Backend } from "../engine/backend.js";
 import { BOS, EOS } from "../data/bytes.js";
 import { RowPacker, type PackedDoc } from "../data/packing.js";
 import { evaluateList } from "../train/evaluate.js";
-import { AdamW, OFFICIAL_ADAMW, clipScale } from "../train/optimizer.js";
+import { AdamW, OFFICIAL_ADAMW } from "../train/optimizer.js";
+import { readStepValues, trainStep, type StepOptions } from "../train/step.js";
+import { yieldToEventLoop, type StopRequest } from "../train/signals.js";
 import { lrAt, type ScheduleConfig } from "../train/schedule.js";
 import { Progress, type ProgressSink } from "../train/progress.js";
 import { UserError } from "../util/errors.js";
@@ -110,6 +111,8 @@ export interface TokenTrainOptions {
   backend: Backend;
   sink?: ProgressSink;
   quiet?: boolean;
+  /** Stop early (after the current step) once this is requested; the result says so. */
+  stop?: StopRequest;
 }
 
 export interface TokenTrainResult {
@@ -118,6 +121,8 @@ export interface TokenTrainResult {
   finalLoss: number;
   valBpb: number;
   trainSeconds: number;
+  /** True when a stop request ended the run before its steps (valBpb is then NaN). */
+  interrupted: boolean;
 }
 
 export async function trainTokenModel(o: TokenTrainOptions): Promise<TokenTrainResult> {
@@ -136,24 +141,29 @@ export async function trainTokenModel(o: TokenTrainOptions): Promise<TokenTrainR
   const rows = new TokenRows(o.train.docs, S, o.seed);
   const progress = new Progress(o.sink ?? process.stderr, 50, o.quiet === true);
   const bytesPerToken = o.train.bytes / Math.max(1, o.train.tokens);
+  type Batch = { tokens: Int32Array; targets: Int32Array };
+  const stepOptions: StepOptions<Batch> = {
+    // Scoped inside trainStep: the activations (logits alone are rows x S x vocab floats) are released at once,
+    // not whenever the garbage collector finalises them, which at a 4096 vocabulary is the difference with
+    // running out of memory.
+    model: { loss: (b) => model.loss(b.tokens, b.targets, B, S).loss, zeroGrad: () => model.net.zeroGrad() },
+    optimizer: opt,
+    clip: o.clip,
+    gradAcc: 1,
+    nextBatch: () => rows.batch(B),
+  };
   let seconds = 0,
-    loss = NaN;
-  for (let step = 1; step <= o.steps; step++) {
+    loss = NaN,
+    step = 0;
+  while (step < o.steps && !o.stop?.requested) {
     const t0 = performance.now();
-    const batch = await rows.batch(B);
-    // Scoped: the activations (logits alone are rows x S x vocab floats) are released at once, not whenever the
-    // garbage collector finalises them, which at a 4096 vocabulary is the difference with running out of memory.
-    loss = scoped(() => {
-      const r = model.loss(batch.tokens, batch.targets, B, S);
-      backward(r.loss);
-      return r.loss.item();
-    });
-    const gradNorm = opt.gradNorm();
-    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm))
-      throw new UserError(`BPE baseline diverged at step ${step} (loss ${loss}); try a lower learning rate`);
-    opt.update(lrAt(step, o.lr, sched), clipScale(gradNorm, o.clip));
-    model.net.zeroGrad();
+    const values = await trainStep(stepOptions, lrAt(step + 1, o.lr, sched));
+    step++;
     seconds += (performance.now() - t0) / 1000;
+    const read = await readStepValues(values);
+    loss = read.loss;
+    if (!Number.isFinite(loss) || !Number.isFinite(read.gradNorm))
+      throw new UserError(`BPE baseline diverged at step ${step} (loss ${loss}); try a lower learning rate`);
     progress.update({
       step,
       total: o.steps,
@@ -164,8 +174,10 @@ export async function trainTokenModel(o: TokenTrainOptions): Promise<TokenTrainR
       etaSec: ((o.steps - step) * seconds) / step,
       valBpb: null,
     });
+    await yieldToEventLoop();
   }
   progress.done();
-  const valBpb = await tokenBitsPerByte(model, o.val, B);
-  return { steps: o.steps, tokens: o.steps * B * S, finalLoss: loss, valBpb, trainSeconds: seconds };
+  const interrupted = step < o.steps;
+  const valBpb = interrupted ? NaN : await tokenBitsPerByte(model, o.val, B);
+  return { steps: step, tokens: step * B * S, finalLoss: loss, valBpb, trainSeconds: seconds, interrupted };
 }

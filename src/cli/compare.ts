@@ -6,6 +6,7 @@ import { list, num, parseFlags, str } from "./flags.js";
 import { BASELINE_KINDS, compare, type BaselineKind } from "../baselines/compare.js";
 import { FIRST_MERGE_ID } from "../baselines/bpe.js";
 import { compareMarkdown } from "../baselines/compare-report.js";
+import { SIGNAL_EXIT_CODE, StopRequest } from "../train/signals.js";
 
 export const COMPARE_HELP = `usage: aunet compare --budget <FLOPs[,FLOPs...]> --data <paths...> [options]
 
@@ -70,21 +71,32 @@ export async function compareCommand(argv: string[]): Promise<number> {
   const data = list(f, "data");
   if (!budget) throw new UserError("aunet compare: --budget <FLOPs[,FLOPs...]> is required");
   if (!data) throw new UserError("aunet compare: --data <paths...> is required");
-  const r = await compare(
-    {
-      budgets: parseBudgets(budget),
-      data,
-      val: list(f, "val"),
-      models: parseModels(str(f, "models") ?? BASELINE_KINDS.join(",")),
-      out: str(f, "out") ?? "runs/compare",
-      seqLen: num(f, "seq", { int: true, min: 8 }) ?? 256,
-      vocabSize: num(f, "vocab", { int: true, min: FIRST_MERGE_ID }) ?? 4096,
-      valBytes: num(f, "val-bytes", { int: true, min: 1 }) ?? 1_000_000,
-      seed: num(f, "seed", { int: true, min: 0 }) ?? 1,
-      quiet: f.has("quiet"),
-    },
-    ["aunet", "compare", ...argv].join(" "),
-  );
+  // Ctrl-C / SIGTERM: the current run stops after its step, the finished runs are written, exit 130 / 143.
+  const stop = new StopRequest((sig) =>
+    process.stderr.write(`${sig}: stopping after this step (again to quit at once)\n`),
+  ).install();
+  let r;
+  try {
+    r = await compare(
+      {
+        budgets: parseBudgets(budget),
+        data,
+        val: list(f, "val"),
+        models: parseModels(str(f, "models") ?? BASELINE_KINDS.join(",")),
+        out: str(f, "out") ?? "runs/compare",
+        seqLen: num(f, "seq", { int: true, min: 8 }) ?? 256,
+        vocabSize: num(f, "vocab", { int: true, min: FIRST_MERGE_ID }) ?? 4096,
+        valBytes: num(f, "val-bytes", { int: true, min: 1 }) ?? 1_000_000,
+        seed: num(f, "seed", { int: true, min: 0 }) ?? 1,
+        quiet: f.has("quiet"),
+        stop,
+      },
+      ["aunet", "compare", ...argv].join(" "),
+    );
+  } finally {
+    stop.uninstall();
+  }
+  if (r.interrupted) return SIGNAL_EXIT_CODE[r.interrupted];
   if (f.has("json")) process.stdout.write(JSON.stringify(r, null, 2) + "\n");
   else process.stdout.write(`\n${compareMarkdown(r)}\nwritten: ${Object.values(r.files).join(", ")}\n`);
   return 0;

@@ -85,6 +85,8 @@ export interface TrainOptions {
   /** Stop gracefully (step, checkpoint, one line) when this is requested; `handleSignals` makes one for SIGINT/SIGTERM. */
   stop?: StopRequest;
   handleSignals?: boolean;
+  /** Called once `out` is checked, locked (and cleared for `replace`), before anything is trained. */
+  onStart?: () => void;
 }
 
 export async function train(opts: TrainOptions): Promise<TrainSummary> {
@@ -105,6 +107,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
   let loader: TrainLoader | null = null;
   try {
     if (opts.replace) run.clear();
+    opts.onStart?.();
     const data = findData(opts, say);
     const start = await startRun(opts, data, say);
     loader = start.loader;
