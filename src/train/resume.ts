@@ -7,6 +7,7 @@
 // change is listed in RESUME_MAY_CHANGE: how long the schedule is (`steps`), and bookkeeping that never touches
 // the weights (checkpoint interval and count, validation interval and budget, logging interval).
 
+import fs from "node:fs";
 import path from "node:path";
 import { UserError } from "../util/errors.js";
 import type { SourceFile } from "../data/sources.js";
@@ -122,6 +123,24 @@ function checkContinues(c: LoadedCheckpoint, ckRun: RunConfig, asked: RunConfig,
 }
 
 /**
+ * Rename damaged checkpoints out of the step_N namespace (nothing is deleted), so that readers resolving the run
+ * (eval --ckpt RUN) and later resumes do not meet them again.
+ */
+function moveAside(dirs: readonly string[], note: (s: string) => void): void {
+  for (const d of dirs) {
+    let to = path.join(path.dirname(d), `damaged-${path.basename(d)}`);
+    for (let i = 2; fs.existsSync(to); i++)
+      to = path.join(path.dirname(d), `damaged-${path.basename(d)}-${i}`);
+    try {
+      fs.renameSync(d, to);
+      note(`moved the damaged checkpoint aside to ${to}`);
+    } catch (e) {
+      note(`could not move the damaged checkpoint ${d} aside: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+}
+
+/**
  * The newest intact checkpoint of `out`, checked against this invocation and with its data position restored;
  * null when the run has no checkpoint yet. Damaged checkpoints (unreadable, inconsistent content, a data position
  * that does not exist) are skipped with a note; a run with only damaged ones is refused.
@@ -161,6 +180,7 @@ export async function resumeLatest(
       skipped.push(dir);
       continue;
     }
+    moveAside(skipped, note);
     if (asked.steps !== ckRun.steps)
       note(
         `note: the schedule now spans ${asked.steps} steps (the checkpoint's: ${ckRun.steps}); from step ${c.state!.step + 1} on the learning rate follows the ${asked.steps}-step schedule`,
