@@ -9,7 +9,7 @@ import { AUNet } from "../model/aunet.js";
 import { DataStats, discoverSources } from "../data/sources.js";
 import { orderedDocs } from "../data/loader.js";
 import { packDocument } from "../data/packing.js";
-import { loadCheckpoint, resolveCheckpointDir } from "../train/checkpoint.js";
+import { loadResolved } from "../train/checkpoint.js";
 import { evaluateDocs, type EvalResult } from "../train/evaluate.js";
 import { formatRate } from "../train/progress.js";
 
@@ -70,7 +70,8 @@ export async function evalCommand(
   if (!data) throw new UserError("aunet eval: --data <paths...> is required");
   const B = num(f, "batch", { int: true, min: 1 }) ?? 8;
   const maxBytes = num(f, "max-bytes", { int: true, min: 1 }) ?? 0;
-  const ck = loadCheckpoint(resolveCheckpointDir(ckptArg));
+  // A run still training may prune its latest checkpoint while it is read: loadResolved takes the next one.
+  const ck = loadResolved(ckptArg);
   const rawData = ck.raw.data as Record<string, unknown> | undefined;
   const docBytes =
     num(f, "doc-bytes", { int: true, min: 16 }) ??

@@ -74,9 +74,10 @@ export class ValidationPlan {
   due(step: number, steps: number): boolean {
     if (step >= steps) return false; // the final validation follows the loop
     if (this.every > 0) return step % this.every === 0;
-    if (this.done >= this.count || step < Math.round(((this.done + 1) * steps) / (this.count + 1)))
-      return false;
-    this.done++;
-    return true;
+    // Points the run has already passed (a refit that shortened the plan) are caught up by one validation.
+    const before = this.done;
+    while (this.done < this.count && step >= Math.round(((this.done + 1) * steps) / (this.count + 1)))
+      this.done++;
+    return this.done > before;
   }
 }
