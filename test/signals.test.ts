@@ -82,6 +82,7 @@ function trainArgs(out: string): string[] {
 interface Run {
   child: ChildProcess;
   stderr: () => string;
+  stdout: () => string;
   /** Resolves once stderr matches. */
   waitFor: (re: RegExp) => Promise<void>;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -101,7 +102,8 @@ function start(args: string[], probeSpec?: string): Run {
       if (w.re.test(err)) w.resolve();
       else waiters.push(w);
   });
-  child.stdout!.resume();
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
@@ -118,7 +120,7 @@ function start(args: string[], probeSpec?: string): Run {
       waiters.push({ re, resolve });
       exit.then(() => reject(new Error(`exited before printing ${re}:\n${err}`)), reject);
     });
-  return { child, stderr: () => err, waitFor, exit };
+  return { child, stderr: () => err, stdout: () => out, waitFor, exit };
 }
 
 async function finished(args: string[]): Promise<string> {
@@ -226,4 +228,29 @@ test("a second signal ends the process at once; what it leaves resumes bit-exact
   // The lock of the killed process is stale: the resume takes it over.
   assert.ok(fs.existsSync(path.join(out, "train.lock")));
   await resumesExactly(out);
+});
+
+test("demo: SIGINT stops its training with a checkpoint and exit 130, without sampling", async () => {
+  const out = path.join(dir, "demo");
+  const r = start(
+    ["demo", "--config", "tiny", "--time-limit", "120", "--out", out, "--sample", "5"],
+    "stderr|auto steps|SIGINT",
+  );
+  const { code } = await r.exit;
+  assert.equal(code, 130, r.stderr());
+  const s = stoppedLine(r.stderr(), "SIGINT");
+  assert.equal(loadCheckpoint(s.checkpoint).state?.step, s.step);
+  assert.doesNotMatch(r.stdout(), /Sample/);
+});
+
+test("compare: SIGINT stops the current run, writes what finished, exit 130", async () => {
+  const out = path.join(dir, "compare");
+  const args = ["compare", "--budget", "2e9", "--models", "byte", "--data", trainFile, "--val", valFile];
+  const r = start([...args, "--out", out, "--seq", "64"], "stderr|== byte|SIGINT");
+  const { code } = await r.exit;
+  assert.equal(code, 130, r.stderr());
+  assert.match(r.stderr(), /compare: stopped by SIGINT during byte/);
+  const result = JSON.parse(fs.readFileSync(path.join(out, "compare.json"), "utf8"));
+  assert.equal(result.interrupted, "SIGINT");
+  assert.deepEqual(result.rows, []);
 });
