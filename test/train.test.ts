@@ -39,8 +39,15 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
 const MOBY = path.join(ROOT, "corpus", "moby-dick.txt");
 
+const tmpdirs: string[] = [];
+test.after(() => {
+  for (const d of tmpdirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function tmpdir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "aunet-train-"));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-train-"));
+  tmpdirs.push(d);
+  return d;
 }
 
 /** A small slice of the shipped corpus, so that the tests train on real English but stay fast. */
