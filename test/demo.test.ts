@@ -65,13 +65,13 @@ test("validation plan: a fitted run validates 4 times, evenly, whatever the refi
     at(ValidationPlan.evenly(AUTO_VALIDATIONS), () => 1000, 1000),
     [200, 400, 600, 800],
   );
-  // Refitted from 1000 to 1200 steps at step 300, then to 1100 at step 700 (the third point, 660, is passed:
-  // caught up at once): still 4, none twice in a row.
+  // Refitted from 1000 to 1200 steps at step 300, then to 1100 at step 700: only the validations still to come
+  // move, each an equal share of the way from the last one to the planned end.
   const refits = (s: number) => (s < 300 ? 1000 : s < 700 ? 1200 : 1100);
-  assert.deepEqual(at(ValidationPlan.evenly(AUTO_VALIDATIONS), refits, 1100), [200, 480, 700, 880]);
-  // A plan shortened below points already passed catches up with one validation, not several.
+  assert.deepEqual(at(ValidationPlan.evenly(AUTO_VALIDATIONS), refits, 1100), [200, 450, 700, 900]);
+  // A plan that collapses below the next point: the rest follow one by one, never two at the same step.
   const shrink = (s: number) => (s < 50 ? 1000 : 60);
-  assert.deepEqual(at(ValidationPlan.evenly(AUTO_VALIDATIONS), shrink, 60), [50]);
+  assert.deepEqual(at(ValidationPlan.evenly(AUTO_VALIDATIONS), shrink, 60), [50, 53, 56, 58]);
   // A fixed interval: every N steps, never at the last step (the final validation follows the loop).
   assert.deepEqual(
     at(new ValidationPlan(4), () => 12, 12),

@@ -230,6 +230,25 @@ test("a second signal ends the process at once; what it leaves resumes bit-exact
   await resumesExactly(out);
 });
 
+test("two runs on one --out: the second is refused while the first trains, which then stops cleanly", async () => {
+  const out = path.join(dir, "two");
+  // A schedule far longer than the test: the first run is surely still training when the second starts.
+  const args = trainArgs(out).map((a) => (a === String(STEPS) ? "100000" : a));
+  const first = start(args);
+  await first.waitFor(/^step 1\/100000 /m);
+  const second = start([...args, "--resume"]);
+  const { code } = await second.exit;
+  assert.equal(code, 1, second.stderr());
+  assert.match(
+    second.stderr(),
+    new RegExp(`^aunet: --out \\S+ is in use by another training run \\(pid ${first.child.pid}\\);`, "m"),
+  );
+  first.child.kill("SIGINT");
+  assert.equal((await first.exit).code, 130, first.stderr());
+  const s = stoppedLine(first.stderr(), "SIGINT");
+  assert.equal(loadCheckpoint(s.checkpoint).state?.step, s.step);
+});
+
 test("demo: SIGINT stops its training with a checkpoint and exit 130, without sampling", async () => {
   const out = path.join(dir, "demo");
   const r = start(

@@ -57,10 +57,13 @@ export class ScheduleFitter {
 
 /**
  * When to validate during a run (besides the start and the end): every `every` steps, or, for a fitted run,
- * `count` times at evenly spaced fractions of the steps planned at that moment (robust to refits).
+ * `count` times spread evenly over the steps planned. Each next validation is placed an equal share of the way
+ * from the last one to the planned end, so that with a fixed plan they fall at 1/(count+1), 2/(count+1), ... of
+ * it, and a refit moves only the validations still to come (never two at once to catch up).
  */
 export class ValidationPlan {
   private done = 0;
+  private lastAt = 0;
 
   constructor(
     private readonly every: number,
@@ -74,10 +77,10 @@ export class ValidationPlan {
   due(step: number, steps: number): boolean {
     if (step >= steps) return false; // the final validation follows the loop
     if (this.every > 0) return step % this.every === 0;
-    // Points the run has already passed (a refit that shortened the plan) are caught up by one validation.
-    const before = this.done;
-    while (this.done < this.count && step >= Math.round(((this.done + 1) * steps) / (this.count + 1)))
-      this.done++;
-    return this.done > before;
+    const left = this.count - this.done;
+    if (left <= 0 || step < this.lastAt + (steps - this.lastAt) / (left + 1)) return false;
+    this.done++;
+    this.lastAt = step;
+    return true;
   }
 }
