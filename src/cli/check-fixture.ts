@@ -15,7 +15,7 @@ generate/ with a full forward per step, and trajectory/ (the official training l
 this project's AdamW, schedule, clipping and gradient accumulation: losses (relative error <= ${TT.lossRel}),
 gradient norms (<= ${TT.gradNormRel}), learning rates (<= ${TT.lrAbs} absolute), final weights (error relative
 to each tensor's max |value| <= ${TT.finalWeightsRel}) and, where present, AdamW moments (<= ${TT.momentsRel}).
-The tolerances are about 10x the worst error measured on the official fixtures. AUNET_BACKEND=ref|native
+The tolerances are about 10x the worst error measured on the official fixtures. AUNET_BACKEND=ref|cpu
 picks the backend. Exits 1 when anything is past tolerance.`;
 
 const SPEC = { json: { kind: "bool" }, help: { kind: "bool" } } as const;
