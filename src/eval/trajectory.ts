@@ -140,6 +140,9 @@ function readMeta(dir: string): TrajectoryMeta {
     throw new UserError(`${dir}/trajectory.json: optim, micro_batches and optimizer_steps are required`);
   if (!SCHEDULERS.includes(o.scheduler as SchedulerName))
     throw new UserError(`${dir}/trajectory.json: unknown scheduler ${JSON.stringify(o.scheduler)}`);
+  for (const k of ["steps", "grad_acc_steps", "batch_size", "seq_len"] as const)
+    if (!Number.isSafeInteger(meta[k]) || meta[k] < 1)
+      throw new UserError(`${dir}/trajectory.json: ${k} must be a positive integer`);
   if (meta.micro_batches.length !== meta.optimizer_steps.length * meta.grad_acc_steps)
     throw new UserError(`${dir}/trajectory.json: micro_batches must be optimizer_steps x grad_acc_steps`);
   return meta;
