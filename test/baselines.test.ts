@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { RefBackend } from "../src/backends/ref.js";
 import { backward } from "../src/engine/tensor.js";
 import { noGrad } from "../src/engine/tensor.js";
@@ -22,7 +23,16 @@ import { compareCommand, parseBudgets, parseModels } from "../src/cli/compare.js
 import { flopsReport } from "../src/cli/flops.js";
 import { flopsPerByte, flopsPerToken, measurePositions } from "../src/train/flops.js";
 import { AdamW, OFFICIAL_ADAMW } from "../src/train/optimizer.js";
-import { parseConfig } from "../src/model/config.js";
+import { parseConfig, type ModelConfig } from "../src/model/config.js";
+import { loadConfigFromDir } from "../src/io/model-dir.js";
+import { fixturePath } from "./helpers.js";
+
+interface LinguaEstimate {
+  max_seqlens: number[];
+  flops_per_token: number;
+  non_embed_flops_per_token: number;
+}
+const CONFIGS = fileURLToPath(new URL("../../configs/", import.meta.url));
 
 const enc = (s: string) => new Uint8Array(Buffer.from(s, "utf8"));
 const CORPUS = path.resolve("corpus/moby-dick.txt");
@@ -160,8 +170,62 @@ test("flops: a hand-computed one-stage config, windows, and measured positions p
   const mask = Int32Array.from([0, 0, 1, 0, 0, 1, 0, 0]); // position 0 is forced to the top level
   const got = measurePositions(two, [mask, mask], 8);
   assert.deepEqual(got, { rows: 2, positions: [16, 6] });
-  assert.equal(flopsPerByte(two, got.positions, got.rows), flopsPerByte(two, [16, 6], 2));
+  // By hand, FFN 256 at both stages (multiple_of 256). Stage 0 (8 bytes a row): two layers of
+  // 4*16*16 + 3*16*256 + 2*16 = 13344, the head 258*16 + 16, up_norm + trans_up + one indexed_linear slice
+  // 32 + 2*16*32: N0 = 31888, context 8. Stage 1 (3 positions a row): one layer of 4*32*32 + 3*32*256 + 2*32 =
+  // 28736, down_norm + trans_down 16 + 16*32: N1 = 29264, context 3.
+  const hand = (16 * (6 * 31888 + 6 * 16 * 2 * 8) + 6 * (6 * 29264 + 6 * 32 * 1 * 3)) / 16;
+  assert.equal(flopsPerByte(two, got.positions, got.rows), hand);
   assert.throws(() => flopsPerToken(two, 8));
+});
+
+test("flops: multi-stage configs against lingua's own estimator (positions at the caps) and a hand count", () => {
+  const file = fixturePath("lingua_estimates.json");
+  assert.ok(file, "lingua_estimates.json is part of the in-repo fixtures");
+  const estimates = (JSON.parse(fs.readFileSync(file, "utf8")) as { configs: Record<string, LinguaEstimate> })
+    .configs;
+  const presets: Record<string, string> = {
+    "official 2B_1level.yaml": "aunet2-1b",
+    "official 2B_2level.yaml": "aunet3-2b",
+  };
+  const modelOf = (name: string): ModelConfig => {
+    if (presets[name]) {
+      const j = JSON.parse(fs.readFileSync(path.join(CONFIGS, `${presets[name]}.json`), "utf8"));
+      return parseConfig({ model: j.model, data: { seq_len: j.data.seq_len, regex: j.data.regex } }).model;
+    }
+    const dir = fixturePath(name.replace(/^fixture /, ""));
+    assert.ok(dir, `no fixture for ${name}`);
+    return loadConfigFromDir(dir).model;
+  };
+  assert.equal(Object.keys(estimates).length, 5);
+  for (const [name, e] of Object.entries(estimates)) {
+    const m = modelOf(name);
+    // One row with every stage at its cap, as lingua's estimator assumes.
+    const ours = flopsPerByte(m, e.max_seqlens, 1);
+    // lingua counts 4 d^2 + 3 d ffn per layer, the head, and attention as we do; it leaves out the RMSNorm
+    // weights (2 d per layer, vocab_norm), the transitions (down_norm + trans_down per stage-(i+1)
+    // position; up_norm + trans_up + one indexed_linear slice per stage-i position). Those, and nothing
+    // else, separate the two counts.
+    const d = m.dimensions,
+      n = d.length;
+    let omitted = 0;
+    for (let i = 0; i < n; i++) {
+      const layers = i < n - 1 ? 2 * m.layers[i] : m.layers[i];
+      let w = 2 * d[i] * layers + (i === 0 ? d[0] : d[i - 1] * d[i] + d[i - 1]);
+      if (i < n - 1) w += d[i + 1] + 2 * d[i] * d[i + 1];
+      omitted += (e.max_seqlens[i] / e.max_seqlens[0]) * 6 * w;
+    }
+    assert.ok(Math.abs(ours - omitted - e.flops_per_token) <= 1e-12 * ours, `${name}: ${ours} - ${omitted}`);
+    assert.equal(e.flops_per_token - e.non_embed_flops_per_token, 6 * m.vocab_size * d[0], name);
+  }
+  // 2stage_word_english by hand: dims 64 and 128, FFN 192 and 352 (multiple_of 32), no windows. Stage 0
+  // (256 bytes, context 256): two layers of 4*64*64 + 3*64*192 + 2*64 = 53376, the head 258*64 + 64,
+  // up_norm + trans_up + slice 128 + 2*64*128: N0 = 139840. Stage 1 (64 positions, context 64): one layer of
+  // 4*128*128 + 3*128*352 + 2*128 = 200960, down_norm + trans_down 64 + 64*128: N1 = 209216.
+  const english = modelOf("fixture 2stage_word_english");
+  const hand = 6 * 139840 + 6 * 64 * 2 * 256 + (64 / 256) * (6 * 209216 + 6 * 128 * 1 * 64);
+  assert.equal(flopsPerByte(english, [256, 64], 1), hand);
+  assert.equal(hand, 1361760);
 });
 
 test("flops report: measured on a corpus, with a BPE model of the trunk's shape", async () => {

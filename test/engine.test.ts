@@ -13,9 +13,18 @@ const raw = (t: Tensor) => be.readRaw(t.storage);
 
 /**
  * Check d<f(inputs), R>/d input against finite differences for every element of every input that requires
- * grad. f must build its output from the given tensors only.
+ * grad. f must build its output from the given tensors only. An input whose gradient is zero everywhere must
+ * be listed in `zeroGrad` (then both sides must be exactly zero): an undeclared all-zero gradient would pass
+ * by comparing 0 with 0.
  */
-function gradCheck(name: string, inputs: Tensor[], f: (xs: Tensor[]) => Tensor, rng: Rng, tol = 1e-6): void {
+function gradCheck(
+  name: string,
+  inputs: Tensor[],
+  f: (xs: Tensor[]) => Tensor,
+  rng: Rng,
+  tol = 1e-6,
+  zeroGrad: number[] = [],
+): void {
   clearTape();
   for (const x of inputs) x.grad = null;
   const out = f(inputs);
@@ -47,6 +56,11 @@ function gradCheck(name: string, inputs: Tensor[], f: (xs: Tensor[]) => Tensor, 
       worst = Math.max(worst, Math.abs(fd - g[i]));
       scale = Math.max(scale, Math.abs(fd));
     }
+    if (zeroGrad.includes(xi)) {
+      assert.ok(worst < 1e-9 && g.every((v) => v === 0), `${name}: input ${xi} should have no gradient`);
+      return;
+    }
+    assert.ok(scale > 1e-3, `${name}: input ${xi} has no gradient to check (largest ${scale})`);
     assert.ok(worst / scale < tol, `${name}: input ${xi} gradient error ${worst / scale} (scale ${scale})`);
   });
 }
@@ -166,6 +180,9 @@ test("attention: causal, sliding windows, grouped-query, query offset", () => {
       [q, k, v],
       ([a, b, c]) => op.attention(a, b, c, { window: cfg.window }),
       rng,
+      1e-6,
+      // A window of 1: every query attends to itself alone, so q and k do not affect the output.
+      cfg.window === 1 ? [0, 1] : [],
     );
   }
 });

@@ -27,11 +27,11 @@ import {
 } from "../src/io/torch-pickle.js";
 import { ZipReader, bufferSource, crc32, zipChunks } from "../src/io/zip.js";
 import { linguaParams, linguaYaml, readLinguaDir, writeLinguaDir } from "../src/io/lingua.js";
-import { SHARED } from "./helpers.js";
+import { FIXTURES, needFixtures } from "./helpers.js";
 
 const DATA = fileURLToPath(new URL("../../test/data/", import.meta.url));
-const FIXTURE = path.join(SHARED, "fixtures", "2stage_word_english");
-const haveFixture = fs.existsSync(path.join(FIXTURE, "consolidated.pth"));
+const FIXTURE = path.join(FIXTURES, "2stage_word_english");
+const FIXTURE_SKIP = needFixtures("2stage_word_english/consolidated.pth", "2stage_word_english/params.json");
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-interop-"));
 after(() => fs.rmSync(tmpRoot, { recursive: true, force: true }));
@@ -135,7 +135,7 @@ describe("reading what torch.save wrote", () => {
   });
 });
 
-describe("the official consolidated checkpoint", { skip: !haveFixture && `no ${FIXTURE}` }, () => {
+describe("the official consolidated checkpoint", { skip: FIXTURE_SKIP }, () => {
   test("every tensor equals model.safetensors bit for bit", () => {
     const st = readSafetensors(path.join(FIXTURE, "model.safetensors"));
     const ckpt = openTorchCheckpoint(path.join(FIXTURE, "consolidated.pth"));
@@ -269,7 +269,7 @@ describe("refusing pickles that reach for code", () => {
   });
 });
 
-describe("damaged archives", { skip: !haveFixture && `no ${FIXTURE}` }, () => {
+describe("damaged archives", { skip: FIXTURE_SKIP }, () => {
   const good = new Uint8Array(fs.readFileSync(path.join(FIXTURE, "consolidated.pth")));
   const expectUserError = (buf: Uint8Array, pattern: RegExp) =>
     assert.throws(
@@ -404,7 +404,7 @@ describe("writing torch.save files", () => {
   });
 });
 
-describe("lingua directories and aunet convert", { skip: !haveFixture && `no ${FIXTURE}` }, () => {
+describe("lingua directories and aunet convert", { skip: FIXTURE_SKIP }, () => {
   const fixtureWeights = () => loadModelDir(FIXTURE).weights;
 
   test("aunet -> lingua -> aunet is bit-exact and keeps the config", async () => {

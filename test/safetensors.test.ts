@@ -19,13 +19,9 @@ import {
   type WritableDtype,
 } from "../src/io/safetensors.js";
 import { writeFileAtomic, writeJsonAtomic } from "../src/io/atomic.js";
-import { rng } from "./helpers.js";
+import { FIXTURES, needFixtures, rng } from "./helpers.js";
 
-const SHARED = process.env.AUNET_SHARED
-  ? path.resolve(process.env.AUNET_SHARED)
-  : path.resolve(process.cwd(), "../shared");
-const FIXTURES = path.join(SHARED, "fixtures");
-const haveFixtures = fs.existsSync(path.join(FIXTURES, "2stage_word_english", "model.safetensors"));
+const FIXTURES_SKIP = needFixtures("2stage_word_english/model.safetensors");
 const FIXTURE_NAMES = ["2stage_word_english", "2stage_sliding_code", "3stage_word_2words_mixed"];
 
 const tmpRoot = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-safetensors-"));
@@ -693,7 +689,7 @@ describe("corrupt files are UserErrors", () => {
   });
 });
 
-describe("shared fixtures", { skip: haveFixtures ? false : `fixtures not found under ${FIXTURES}` }, () => {
+describe("shared fixtures", { skip: FIXTURES_SKIP }, () => {
   test("2stage_word_english model.safetensors", () => {
     const p = path.join(FIXTURES, "2stage_word_english", "model.safetensors");
     const f = readSafetensors(p);

@@ -5,7 +5,6 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { UserError } from "../src/util/errors.js";
 import { splitCommand } from "../src/cli/split.js";
@@ -30,12 +29,10 @@ import {
   parseStrategy,
   prefillLevels,
 } from "../src/data/splitter.js";
+import { fixturePath, needFixtures, tempDir } from "./helpers.js";
 
-const SHARED = process.env.AUNET_SHARED
-  ? path.resolve(process.env.AUNET_SHARED)
-  : path.resolve(process.cwd(), "../shared");
-const CASES_FILE = path.join(SHARED, "fixtures", "split_cases.jsonl");
-const haveCases = fs.existsSync(CASES_FILE);
+const CASES_SKIP = needFixtures("split_cases.jsonl");
+const CASES_FILE = fixturePath("split_cases.jsonl");
 
 type Official<T> = T | { error: string };
 interface SplitCase {
@@ -49,7 +46,7 @@ interface SplitCase {
   data?: Record<string, Official<{ tokens: number[]; mask: number[] }>>;
 }
 
-const cases: SplitCase[] = haveCases
+const cases: SplitCase[] = CASES_FILE
   ? fs
       .readFileSync(CASES_FILE, "utf8")
       .split("\n")
@@ -98,173 +95,169 @@ function forceFirst(mask: number[]): number[] {
   return out;
 }
 
-describe(
-  "split_cases.jsonl (official RegexPool)",
-  { skip: haveCases ? false : `no fixtures at ${CASES_FILE}` },
-  () => {
-    test("fixture shape", (t) => {
-      assert.equal(cases.length, 210);
-      assert.deepEqual(strategySets, ["word1=1@1", "word1=1@1,word2=2@1", "word1=1@1,word2=2@1,word4=4@1"]);
-      let maskErrors = 0;
-      let incErrors = 0;
-      let dataErrors = 0;
-      let resized = 0;
+describe("split_cases.jsonl (official RegexPool)", { skip: CASES_SKIP }, () => {
+  test("fixture shape", (t) => {
+    assert.equal(cases.length, 210);
+    assert.deepEqual(strategySets, ["word1=1@1", "word1=1@1,word2=2@1", "word1=1@1,word2=2@1,word4=4@1"]);
+    let maskErrors = 0;
+    let incErrors = 0;
+    let dataErrors = 0;
+    let resized = 0;
+    for (const c of cases) {
+      for (const s of strategySets) {
+        const m = c.masks[s];
+        if (isError(m)) maskErrors++;
+        else if (m!.length !== c.bytes.length) resized++;
+        incErrors += (c.incremental?.[s] ?? []).filter(isError).length;
+        if (isError(c.data?.[s])) dataErrors++;
+      }
+    }
+    t.diagnostic(
+      `${cases.length} cases x ${strategySets.length} strategies; official errors: masks ${maskErrors}, ` +
+        `incremental positions ${incErrors}, data ${dataErrors}; masks longer than their input ${resized}`,
+    );
+  });
+
+  for (const s of strategySets) {
+    const strategy = parseStrategy(s);
+
+    test(`masks ${s}`, () => {
+      const failures: string[] = [];
       for (const c of cases) {
-        for (const s of strategySets) {
-          const m = c.masks[s];
-          if (isError(m)) maskErrors++;
-          else if (m!.length !== c.bytes.length) resized++;
-          incErrors += (c.incremental?.[s] ?? []).filter(isError).length;
-          if (isError(c.data?.[s])) dataErrors++;
+        const ours = Array.from(levelMask(c.bytes, strategy));
+        assert.equal(ours.length, c.bytes.length);
+        const official = c.masks[s]!;
+        if (isError(official)) {
+          // The official code crashes; we give the offending bytes 0 and split the rest as usual.
+          let tail = 0;
+          while (tail < c.bytes.length && isContinuation(c.bytes[tail]!)) tail++;
+          if (tail < c.bytes.length) {
+            tail = 0;
+            while (isContinuation(c.bytes[c.bytes.length - 1 - tail]!)) tail++;
+          }
+          const kept = c.bytes.length - tail;
+          if (ours.slice(kept).some((v) => v !== 0)) failures.push(`#${c.id}: offending bytes not 0`);
+          const rest = Array.from(levelMask(c.bytes.slice(0, kept), strategy));
+          if (JSON.stringify(ours.slice(0, kept)) !== JSON.stringify(rest))
+            failures.push(`#${c.id}: rest differs`);
+          continue;
+        }
+        const got = official.length === c.bytes.length ? ours : officialLayout(c.bytes, ours);
+        if (JSON.stringify(got) !== JSON.stringify(official)) {
+          failures.push(
+            `#${c.id} ${c.category}: got ${JSON.stringify(got)} want ${JSON.stringify(official)}`,
+          );
         }
       }
-      t.diagnostic(
-        `${cases.length} cases x ${strategySets.length} strategies; official errors: masks ${maskErrors}, ` +
-          `incremental positions ${incErrors}, data ${dataErrors}; masks longer than their input ${resized}`,
-      );
+      assert.deepEqual(failures, []);
     });
 
-    for (const s of strategySets) {
-      const strategy = parseStrategy(s);
-
-      test(`masks ${s}`, () => {
-        const failures: string[] = [];
-        for (const c of cases) {
-          const ours = Array.from(levelMask(c.bytes, strategy));
-          assert.equal(ours.length, c.bytes.length);
-          const official = c.masks[s]!;
-          if (isError(official)) {
-            // The official code crashes; we give the offending bytes 0 and split the rest as usual.
-            let tail = 0;
-            while (tail < c.bytes.length && isContinuation(c.bytes[tail]!)) tail++;
-            if (tail < c.bytes.length) {
-              tail = 0;
-              while (isContinuation(c.bytes[c.bytes.length - 1 - tail]!)) tail++;
-            }
-            const kept = c.bytes.length - tail;
-            if (ours.slice(kept).some((v) => v !== 0)) failures.push(`#${c.id}: offending bytes not 0`);
-            const rest = Array.from(levelMask(c.bytes.slice(0, kept), strategy));
-            if (JSON.stringify(ours.slice(0, kept)) !== JSON.stringify(rest))
-              failures.push(`#${c.id}: rest differs`);
-            continue;
-          }
-          const got = official.length === c.bytes.length ? ours : officialLayout(c.bytes, ours);
-          if (JSON.stringify(got) !== JSON.stringify(official)) {
-            failures.push(
-              `#${c.id} ${c.category}: got ${JSON.stringify(got)} want ${JSON.stringify(official)}`,
-            );
-          }
+    test(`incremental ${s}`, () => {
+      const failures: string[] = [];
+      for (const c of cases) {
+        const official = c.incremental?.[s] ?? c.masks[s]!;
+        const ours = Array.from(new IncrementalSplitter(strategy).pushAll(c.bytes));
+        if (isError(official)) {
+          // Only the empty buffer has no per-position answer.
+          assert.equal(c.bytes.length, 0);
+          assert.deepEqual(ours, []);
+          continue;
         }
-        assert.deepEqual(failures, []);
-      });
-
-      test(`incremental ${s}`, () => {
-        const failures: string[] = [];
-        for (const c of cases) {
-          const official = c.incremental?.[s] ?? c.masks[s]!;
-          const ours = Array.from(new IncrementalSplitter(strategy).pushAll(c.bytes));
-          if (isError(official)) {
-            // Only the empty buffer has no per-position answer.
-            assert.equal(c.bytes.length, 0);
-            assert.deepEqual(ours, []);
-            continue;
-          }
-          const want = official.map((v) => (isError(v) ? 0 : v));
-          if (JSON.stringify(ours) !== JSON.stringify(want)) {
-            failures.push(`#${c.id} ${c.category}: got ${JSON.stringify(ours)} want ${JSON.stringify(want)}`);
-          }
+        const want = official.map((v) => (isError(v) ? 0 : v));
+        if (JSON.stringify(ours) !== JSON.stringify(want)) {
+          failures.push(`#${c.id} ${c.category}: got ${JSON.stringify(ours)} want ${JSON.stringify(want)}`);
         }
-        assert.deepEqual(failures, []);
-      });
-
-      test(`prefill_force_first ${s}`, () => {
-        const failures: string[] = [];
-        for (const c of cases) {
-          const official = c.prefill_force_first?.[s] ?? c.masks[s]!;
-          const ours = Array.from(prefillLevels(c.bytes, strategy));
-          assert.deepEqual(ours, forceFirst(Array.from(levelMask(c.bytes, strategy))));
-          if (isError(official)) continue;
-          const got =
-            official.length === c.bytes.length
-              ? ours
-              : forceFirst(officialLayout(c.bytes, levelMask(c.bytes, strategy)));
-          if (JSON.stringify(got) !== JSON.stringify(official)) {
-            failures.push(
-              `#${c.id} ${c.category}: got ${JSON.stringify(got)} want ${JSON.stringify(official)}`,
-            );
-          }
-        }
-        assert.deepEqual(failures, []);
-      });
-
-      test(`data (training path) ${s}`, () => {
-        const failures: string[] = [];
-        let checked = 0;
-        for (const c of cases) {
-          const official = c.data?.[s];
-          if (official === undefined) {
-            assert.equal(c.text, null);
-            continue;
-          }
-          checked++;
-          const ours = documentLevelMask(c.text!, strategy);
-          const tokens = Array.from(ours.tokens);
-          const mask = Array.from(ours.mask);
-          assert.deepEqual(Array.from(documentLevelMask(encodeText(c.text!), strategy).mask), mask);
-          assert.deepEqual(tokens, [BOS, ...c.bytes, EOS]);
-          if (isError(official)) {
-            // Empty or boundary-free documents crash the official pipeline; here only their BOS is a boundary.
-            if (JSON.stringify(mask) !== JSON.stringify([1, ...c.bytes.map(() => 0), 0])) {
-              failures.push(`#${c.id}: ${JSON.stringify(mask)}`);
-            }
-            continue;
-          }
-          assert.deepEqual(tokens, official.tokens);
-          if (JSON.stringify(mask) !== JSON.stringify(official.mask)) {
-            failures.push(
-              `#${c.id} ${c.category}: got ${JSON.stringify(mask)} want ${JSON.stringify(official.mask)}`,
-            );
-          }
-        }
-        assert.ok(checked > 150);
-        assert.deepEqual(failures, []);
-      });
-    }
-
-    test("the newline quirk: whole-text and incremental levels differ", () => {
-      const c = cases.find((x) => x.text === "word \n next")!;
-      const s = "word1=1@1,word2=2@1";
-      assert.deepEqual(Array.from(levelMask(c.bytes, s)), [0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0]);
-      assert.deepEqual(Array.from(incrementalLevels(c.bytes, s)), [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+      }
+      assert.deepEqual(failures, []);
     });
 
-    test("CLI --jsonl reproduces the fixture fields", async () => {
-      const s = "word1=1@1,word2=2@1";
-      const input = cases
-        .map((c) => JSON.stringify(c.text !== null ? { text: c.text } : { bytes: c.bytes }))
-        .join("\n");
-      const out = await runSplit(["--strategy", s, "--jsonl"], input);
-      const lines = out.trim().split("\n");
-      assert.equal(lines.length, cases.length);
-      lines.forEach((line, i) => {
-        const c = cases[i]!;
-        const got = JSON.parse(line) as { masks: number[]; incremental: number[]; data: unknown };
-        const m = c.masks[s]!;
-        if (!isError(m) && m.length === c.bytes.length) assert.deepEqual(got.masks, m, `#${c.id}`);
-        const inc = c.incremental?.[s] ?? m;
-        if (!isError(inc))
-          assert.deepEqual(
-            got.incremental,
-            inc.map((v) => (isError(v) ? 0 : v)),
-            `#${c.id}`,
+    test(`prefill_force_first ${s}`, () => {
+      const failures: string[] = [];
+      for (const c of cases) {
+        const official = c.prefill_force_first?.[s] ?? c.masks[s]!;
+        const ours = Array.from(prefillLevels(c.bytes, strategy));
+        assert.deepEqual(ours, forceFirst(Array.from(levelMask(c.bytes, strategy))));
+        if (isError(official)) continue;
+        const got =
+          official.length === c.bytes.length
+            ? ours
+            : forceFirst(officialLayout(c.bytes, levelMask(c.bytes, strategy)));
+        if (JSON.stringify(got) !== JSON.stringify(official)) {
+          failures.push(
+            `#${c.id} ${c.category}: got ${JSON.stringify(got)} want ${JSON.stringify(official)}`,
           );
-        const d = c.data?.[s];
-        if (d === undefined) assert.equal(got.data, null, `#${c.id}`);
-        else if (!isError(d)) assert.deepEqual(got.data, d, `#${c.id}`);
-      });
+        }
+      }
+      assert.deepEqual(failures, []);
     });
-  },
-);
+
+    test(`data (training path) ${s}`, () => {
+      const failures: string[] = [];
+      let checked = 0;
+      for (const c of cases) {
+        const official = c.data?.[s];
+        if (official === undefined) {
+          assert.equal(c.text, null);
+          continue;
+        }
+        checked++;
+        const ours = documentLevelMask(c.text!, strategy);
+        const tokens = Array.from(ours.tokens);
+        const mask = Array.from(ours.mask);
+        assert.deepEqual(Array.from(documentLevelMask(encodeText(c.text!), strategy).mask), mask);
+        assert.deepEqual(tokens, [BOS, ...c.bytes, EOS]);
+        if (isError(official)) {
+          // Empty or boundary-free documents crash the official pipeline; here only their BOS is a boundary.
+          if (JSON.stringify(mask) !== JSON.stringify([1, ...c.bytes.map(() => 0), 0])) {
+            failures.push(`#${c.id}: ${JSON.stringify(mask)}`);
+          }
+          continue;
+        }
+        assert.deepEqual(tokens, official.tokens);
+        if (JSON.stringify(mask) !== JSON.stringify(official.mask)) {
+          failures.push(
+            `#${c.id} ${c.category}: got ${JSON.stringify(mask)} want ${JSON.stringify(official.mask)}`,
+          );
+        }
+      }
+      assert.ok(checked > 150);
+      assert.deepEqual(failures, []);
+    });
+  }
+
+  test("the newline quirk: whole-text and incremental levels differ", () => {
+    const c = cases.find((x) => x.text === "word \n next")!;
+    const s = "word1=1@1,word2=2@1";
+    assert.deepEqual(Array.from(levelMask(c.bytes, s)), [0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0]);
+    assert.deepEqual(Array.from(incrementalLevels(c.bytes, s)), [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+  });
+
+  test("CLI --jsonl reproduces the fixture fields", async () => {
+    const s = "word1=1@1,word2=2@1";
+    const input = cases
+      .map((c) => JSON.stringify(c.text !== null ? { text: c.text } : { bytes: c.bytes }))
+      .join("\n");
+    const out = await runSplit(["--strategy", s, "--jsonl"], input);
+    const lines = out.trim().split("\n");
+    assert.equal(lines.length, cases.length);
+    lines.forEach((line, i) => {
+      const c = cases[i]!;
+      const got = JSON.parse(line) as { masks: number[]; incremental: number[]; data: unknown };
+      const m = c.masks[s]!;
+      if (!isError(m) && m.length === c.bytes.length) assert.deepEqual(got.masks, m, `#${c.id}`);
+      const inc = c.incremental?.[s] ?? m;
+      if (!isError(inc))
+        assert.deepEqual(
+          got.incremental,
+          inc.map((v) => (isError(v) ? 0 : v)),
+          `#${c.id}`,
+        );
+      const d = c.data?.[s];
+      if (d === undefined) assert.equal(got.data, null, `#${c.id}`);
+      else if (!isError(d)) assert.deepEqual(got.data, d, `#${c.id}`);
+    });
+  });
+});
 
 // Produced by the official regex_cutting.py (lingua 437d680, Python `regex` module) on these texts: the
 // strategies the fixture does not cover.
@@ -612,15 +605,10 @@ describe("aunet split", () => {
   });
 
   test("reads --file and accepts the strategy as JSON", async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-split-"));
-    try {
-      const f = path.join(dir, "in.bin");
-      fs.writeFileSync(f, Buffer.from([97, 32, 0xff, 32]));
-      const out = await runSplit(["--strategy", '{"word1":"1@1"}', "--file", f]);
-      assert.deepEqual(JSON.parse(out), { masks: Array.from(levelMask([97, 32, 0xff, 32], "word1=1@1")) });
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const f = path.join(tempDir("aunet-split-"), "in.bin");
+    fs.writeFileSync(f, Buffer.from([97, 32, 0xff, 32]));
+    const out = await runSplit(["--strategy", '{"word1":"1@1"}', "--file", f]);
+    assert.deepEqual(JSON.parse(out), { masks: Array.from(levelMask([97, 32, 0xff, 32], "word1=1@1")) });
   });
 
   test("--jsonl gives masks, incremental and data per line", async () => {

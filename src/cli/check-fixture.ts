@@ -3,14 +3,20 @@
 import { UserError } from "../util/errors.js";
 import { parseFlags, showHelp } from "./flags.js";
 import { checkFixture, TOLERANCE } from "../eval/check-fixture.js";
+import { TRAJECTORY_TOLERANCE as TT, type TrajectoryReport } from "../eval/trajectory.js";
 
 const HELP = `usage: aunet check-fixture DIR [--json]
 
 Runs forward + backward of the model in DIR (model.safetensors, config.json/params.json, inputs.json) and
 compares with expected.safetensors: logits (max abs error <= ${TOLERANCE.logitsAbs}), loss (relative error <=
 ${TOLERANCE.lossRel}), every parameter gradient (error relative to the tensor's max |value| <= ${TOLERANCE.gradRel}),
-pooling indices (exactly equal); then replays generate_teacher/ and generate/ with a full forward per step.
-Exits 1 when anything is past tolerance.`;
+activations (<= ${TOLERANCE.actRel}), pooling indices (exactly equal); then replays generate_teacher/ and
+generate/ with a full forward per step, and trajectory/ (the official training loop's optimizer steps) with
+this project's AdamW, schedule, clipping and gradient accumulation: losses (relative error <= ${TT.lossRel}),
+gradient norms (<= ${TT.gradNormRel}), learning rates (<= ${TT.lrAbs} absolute), final weights (error relative
+to each tensor's max |value| <= ${TT.finalWeightsRel}) and, where present, AdamW moments (<= ${TT.momentsRel}).
+The tolerances are about 10x the worst error measured on the official fixtures. AUNET_BACKEND=ref|cpu
+picks the backend. Exits 1 when anything is past tolerance.`;
 
 const SPEC = { json: { kind: "bool" }, help: { kind: "bool" } } as const;
 
@@ -43,9 +49,21 @@ export async function checkFixtureCommand(
             `${g.trace.padEnd(9)} ${g.steps} steps, logits max abs error ${f(g.logitsMaxAbsErr)}, levels ${g.levelsEqual ? "equal" : "DIFFER"}` +
             (g.greedyEqual === null ? "" : `, greedy ${g.greedyEqual ? "equal" : "DIFFER"}`),
         ),
+        ...trajectoryLines(report.trajectory, f),
+
         report.pass ? "PASS" : "FAIL",
       ].join("\n") + "\n",
     );
   }
   return report.pass ? 0 : 1;
+}
+
+function trajectoryLines(t: TrajectoryReport | null, f: (x: number) => string): string[] {
+  if (!t) return [];
+  const moments = t.momentsMaxRelErr === null ? "" : `, AdamW moments ${f(t.momentsMaxRelErr)}`;
+  return [
+    `trajectory ${t.steps} steps (${t.microBatches} micro-batches, accumulation ${t.gradAccSteps}): loss ` +
+      `${f(t.lossMaxRelErr)}, gradient norm ${f(t.gradNormMaxRelErr)}, lr ${f(t.lrMaxAbsErr)} abs, final ` +
+      `weights ${f(t.finalWeightsMaxRelErr)} (${t.worstWeight})${moments} ${t.pass ? "pass" : "FAIL"}`,
+  ];
 }
