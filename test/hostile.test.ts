@@ -1,0 +1,223 @@
+// Hostile and broken inputs (issue 11, item 8): each attack on a loader, a config or the data layer ends in a
+// one-line UserError or a correct result, in bounded time and memory. The inputs are generated here, small:
+// each one is the smallest form of the attack that used to crash, hang or exhaust memory (sizes in comments).
+import { test, describe, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import zlib from "node:zlib";
+import { MAX_MESSAGE_CHARS, UserError, safeLine } from "../src/util/errors.js";
+import { openRegularFile, readRegularFile } from "../src/util/files.js";
+import { PICKLE_LIMITS, unpickle, type UnpickleHooks } from "../src/io/pickle.js";
+import { parseTorchCheckpoint, openTorchCheckpoint } from "../src/io/torch-pickle.js";
+import { ZipReader, bufferSource, zipChunks } from "../src/io/zip.js";
+import { readSafetensors } from "../src/io/safetensors.js";
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-hostile-"));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Asserts a UserError whose message is one line matching `re`, and returns the message. */
+function refuses(fn: () => unknown, re: RegExp): string {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof UserError, `not a UserError: ${e instanceof Error ? e.stack : String(e)}`);
+    assert.match(e.message, re);
+    assert.ok(!e.message.includes("\n"), "one line");
+    assert.ok(e.message.length <= MAX_MESSAGE_CHARS + 100, `message of ${e.message.length} characters`);
+    return e.message;
+  }
+  assert.fail(`no error; expected ${re}`);
+}
+
+const cat = (...parts: (Uint8Array | string)[]): Buffer =>
+  Buffer.concat(parts.map((p) => (typeof p === "string" ? Buffer.from(p, "latin1") : p)));
+/** A protocol-2 pickle around `body`, ending with STOP. */
+const pkl = (...body: (Uint8Array | string)[]): Buffer => cat("\x80\x02", ...body, ".");
+const torchZip = (pickle: Uint8Array): Buffer =>
+  cat(...zipChunks([{ name: "archive/data.pkl", chunks: [pickle] }]));
+
+const inertHooks: UnpickleHooks = {
+  findGlobal: (m, n) => {
+    throw new UserError(`global ${m}.${n} refused`);
+  },
+  persistentLoad: (pid) => pid,
+  call: () => {
+    throw new UserError("no calls");
+  },
+  build: (o) => o,
+};
+
+describe("hostile pickles", () => {
+  test("deep MARK nesting stops at the stated limit (130 KB of MARKs reached 6.1 GB)", () => {
+    const msg = refuses(
+      () => parseTorchCheckpoint(torchZip(pkl("N", Buffer.alloc(130_000, 0x28)))),
+      /more than 1000 MARKs open/,
+    );
+    assert.match(msg, /data\.pkl/);
+  });
+
+  test("a million-deep tuple is refused instead of overflowing the stack", () => {
+    refuses(
+      () => unpickle(pkl("K\x00", Buffer.alloc(1_000_000, 0x85)), inertHooks, "deep"),
+      new RegExp(`nested more than ${PICKLE_LIMITS.maxDepth} deep`),
+    );
+    // The same through lists and dicts.
+    refuses(() => unpickle(pkl("]".repeat(5000), "a".repeat(4999)), inertHooks, "deep"), /nested more than/);
+    refuses(
+      () => unpickle(pkl("}N".repeat(2000), "}", "s".repeat(2000)), inertHooks, "deep"),
+      /nested more than/,
+    );
+  });
+
+  test("a self-referencing persistent id gives a bounded message", () => {
+    // ] q0 h0 a Q: a list appended to itself, then used as a persistent id.
+    refuses(() => parseTorchCheckpoint(torchZip(pkl("]q\x00h\x00aQ"))), /unsupported persistent id/);
+  });
+
+  test("LONG4 decodes in linear time, and exactly", () => {
+    const n = 160_000;
+    const head = Buffer.alloc(5);
+    head[0] = 0x8b;
+    head.writeInt32LE(n, 1);
+    const payload = Buffer.alloc(n, 0x7f);
+    const v = unpickle(pkl(head, payload), inertHooks, "long") as bigint;
+    assert.equal(typeof v, "bigint");
+    assert.equal(v.toString(16), "7f".repeat(n));
+    // Negative values (two's complement) and the small ones.
+    assert.equal(unpickle(pkl("\x8a\x02\x00\x80"), inertHooks, "l"), -32768);
+    assert.equal(unpickle(pkl("\x8a\x01\xff"), inertHooks, "l"), -1);
+    assert.equal(unpickle(pkl("\x8a\x00"), inertHooks, "l"), 0);
+    assert.equal(unpickle(pkl("\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01"), inertHooks, "l"), 1n << 64n);
+    const tooLong = Buffer.alloc(5);
+    tooLong[0] = 0x8b;
+    tooLong.writeInt32LE(PICKLE_LIMITS.maxLongBytes + 1, 1);
+    refuses(() => unpickle(pkl(tooLong), inertHooks, "l"), /LONG4 of more than/);
+    refuses(() => unpickle(pkl(`L${"9".repeat(5000)}L\n`), inertHooks, "l"), /more than 4300 digits/);
+  });
+
+  test("the memo is bounded (20 MiB of MEMOIZE hit the Map size limit)", () => {
+    refuses(
+      () => unpickle(pkl("N", Buffer.alloc(PICKLE_LIMITS.maxMemo + 10, 0x94)), inertHooks, "memo"),
+      /more than \d+ memo entries/,
+    );
+  });
+
+  test("the stack is bounded", () => {
+    refuses(
+      () => unpickle(pkl(Buffer.alloc(PICKLE_LIMITS.maxStack + 10, 0x4e)), inertHooks, "stack"),
+      /values on the stack/,
+    );
+  });
+
+  test("escape sequences and huge names in a pickle never reach the terminal raw", () => {
+    const msg = refuses(
+      () => parseTorchCheckpoint(torchZip(pkl("c\x1b]0;PWNED\x07\x1b[2J\nx\n"))),
+      /not allowed/,
+    );
+    assert.ok(!/[\x00-\x1f\x7f]/.test(msg), msg);
+    assert.match(msg, /\\x1b\]0;PWNED\\x07/);
+    const big = refuses(
+      () => parseTorchCheckpoint(torchZip(pkl(`cos\n${"A".repeat(2_000_000)}\n`))),
+      /characters left out/,
+    );
+    assert.match(big, /not allowed: only tensors/); // the end of the message survives the cut
+  });
+});
+
+/** A one-entry zip whose entry is deflated and claims `claimed` bytes. */
+function deflatedZip(name: string, data: Uint8Array, claimed: number): Buffer {
+  const comp = zlib.deflateRawSync(data);
+  const nm = Buffer.from(name);
+  const lh = Buffer.alloc(30);
+  lh.writeUInt32LE(0x04034b50, 0);
+  lh.writeUInt16LE(8, 8);
+  lh.writeUInt32LE(comp.length, 18);
+  lh.writeUInt32LE(claimed, 22);
+  lh.writeUInt16LE(nm.length, 26);
+  const ch = Buffer.alloc(46);
+  ch.writeUInt32LE(0x02014b50, 0);
+  ch.writeUInt16LE(8, 10);
+  ch.writeUInt32LE(zlib.crc32 ? zlib.crc32(data) : 0, 16);
+  ch.writeUInt32LE(comp.length, 20);
+  ch.writeUInt32LE(claimed, 24);
+  ch.writeUInt16LE(nm.length, 28);
+  const end = Buffer.alloc(22);
+  end.writeUInt32LE(0x06054b50, 0);
+  end.writeUInt16LE(1, 8);
+  end.writeUInt16LE(1, 10);
+  end.writeUInt32LE(46 + nm.length, 12);
+  end.writeUInt32LE(30 + nm.length + comp.length, 16);
+  return cat(lh, nm, comp, ch, nm, end);
+}
+
+describe("hostile zip archives", () => {
+  test("inflation stops at the declared size (a 1 MB file inflated to 2.17 GB)", () => {
+    // 64 MiB of zeros deflate to 64 KB; the directory claims 10 bytes.
+    const bomb = deflatedZip("archive/data.pkl", new Uint8Array(64 << 20), 10);
+    const zip = new ZipReader(bufferSource(bomb), "bomb.zip");
+    refuses(() => zip.read("archive/data.pkl"), /inflates to more than the 10 bytes/);
+    refuses(() => parseTorchCheckpoint(bomb), /inflates to more than the 10 bytes/);
+  });
+
+  test("a claimed size beyond deflate's 1032:1 is refused before inflating", () => {
+    const lie = deflatedZip("archive/data.pkl", new Uint8Array(1000), 2_000_000_000);
+    refuses(() => new ZipReader(bufferSource(lie), "lie.zip").read("archive/data.pkl"), /more than deflate/);
+  });
+
+  test("a deflated entry that is what it claims still reads", () => {
+    const data = Buffer.from("hello hello hello hello");
+    const zip = new ZipReader(bufferSource(deflatedZip("a/b", data, data.length)), "ok.zip");
+    assert.deepEqual(Buffer.from(zip.read("a/b")), data);
+  });
+});
+
+describe("files that are not regular files", () => {
+  const fifo = path.join(tmp, "fifo.safetensors");
+  const zero = path.join(tmp, "model.safetensors");
+  let haveFifo = true;
+  try {
+    execFileSync("mkfifo", [fifo]);
+  } catch {
+    haveFifo = false;
+  }
+  const haveDevZero = fs.existsSync("/dev/zero");
+  if (haveDevZero) fs.symlinkSync("/dev/zero", zero);
+
+  test(
+    "a symlink to /dev/zero is refused, not read without end",
+    { skip: !haveDevZero && "no /dev/zero" },
+    () => {
+      refuses(() => readSafetensors(zero), /it is a character device, and only regular files are read/);
+      refuses(() => openTorchCheckpoint(zero), /character device/);
+      refuses(() => ZipReader.open(zero), /character device/);
+    },
+  );
+
+  test("a FIFO is refused at once, not waited on", { skip: !haveFifo && "mkfifo unavailable" }, () => {
+    refuses(() => readSafetensors(fifo), /FIFO/);
+    refuses(() => openTorchCheckpoint(fifo), /FIFO/);
+  });
+
+  test("a directory, a missing file and a size limit", () => {
+    refuses(() => readRegularFile(tmp), /cannot read .*it is a directory/);
+    refuses(() => openRegularFile(path.join(tmp, "nope")), /cannot read .*ENOENT/);
+    const f = path.join(tmp, "ten");
+    fs.writeFileSync(f, "0123456789");
+    assert.equal(readRegularFile(f).toString(), "0123456789");
+    refuses(() => readRegularFile(f, 5, "a test file"), /10 bytes, more than 5 allowed for a test file/);
+  });
+});
+
+describe("error messages", () => {
+  test("control characters are escaped and long messages cut in the middle", () => {
+    assert.equal(safeLine("a\x1b[2Jb\nc\td\u202ee"), "a\\x1b[2Jb\\nc\\td\\u202ee");
+    const long = safeLine(`start ${"x".repeat(50_000)} end`);
+    assert.ok(long.length <= MAX_MESSAGE_CHARS + 60);
+    assert.match(long, /^start x+ \[\.\.\. \d+ characters left out \.\.\.\] x+ end$/);
+    const e = new UserError("bad \x07 name", { detail: "usage:\n  aunet train" });
+    assert.equal(e.message, "bad \\x07 name\nusage:\n  aunet train");
+  });
+});
