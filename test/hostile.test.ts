@@ -14,6 +14,8 @@ import { PICKLE_LIMITS, unpickle, type UnpickleHooks } from "../src/io/pickle.js
 import { parseTorchCheckpoint, openTorchCheckpoint } from "../src/io/torch-pickle.js";
 import { ZipReader, bufferSource, zipChunks } from "../src/io/zip.js";
 import { readSafetensors } from "../src/io/safetensors.js";
+import { checkMemory, countParams, impliedMemory, paramSpecs, parseConfig } from "../src/model/config.js";
+import { parseStrategy } from "../src/data/splitter.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-hostile-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -219,5 +221,93 @@ describe("error messages", () => {
     assert.match(long, /^start x+ \[\.\.\. \d+ characters left out \.\.\.\] x+ end$/);
     const e = new UserError("bad \x07 name", { detail: "usage:\n  aunet train" });
     assert.equal(e.message, "bad \\x07 name\nusage:\n  aunet train");
+  });
+});
+
+describe("hostile configs", () => {
+  const base = () => ({
+    model: { dimensions: [64, 128], head_dims: [32, 32], layers: [1, 1], max_seqlens: [64, 16] },
+    data: { seq_len: 64, regex: { strategy: { word1: "1@1" } } },
+  });
+  const withModel = (patch: Record<string, unknown>, data: Record<string, unknown> = {}) => {
+    const c = base();
+    return { model: { ...c.model, ...patch }, data: { ...c.data, ...data } };
+  };
+
+  test("out-of-range integers are refused before anything is built", () => {
+    // layers [1e8, 1] used to run for minutes at 4.5 GB.
+    refuses(
+      () => parseConfig(withModel({ layers: [1e8, 1] })),
+      /model\.layers\[0\] = 100000000 is out of range/,
+    );
+    refuses(() => parseConfig(withModel({ max_seqlens: [1e9, 64] })), /max_seqlens\[0\].*out of range/);
+    refuses(
+      () => parseConfig(withModel({ max_seqlens: [-1, 16] }, { seq_len: 1e9 })),
+      /data\.seq_len must be/,
+    );
+    refuses(() => parseConfig(withModel({ max_seqlens: [-1, 16] }, { seq_len: 256.5 })), /got 256\.5/);
+    refuses(() => parseConfig(withModel({}), { seqLen: 1e9 }), /sequence length must be an integer/);
+    refuses(() => parseConfig(withModel({ dimensions: [1e6, 128] })), /dimensions\[0\].*out of range/);
+    refuses(() => parseConfig(withModel({ dimensions: new Array(100).fill(64) })), /at most 8 stages/);
+    refuses(() => parseConfig(withModel({ sliding_windows: [1e9, null] })), /sliding_windows\[0\]/);
+    // Within every range, but one FFN matrix would not fit a Float32Array.
+    refuses(
+      () => parseConfig(withModel({ dimensions: [32768, 32768], head_dims: [64, 64] })),
+      /more than the 2147483647 one tensor can hold/,
+    );
+  });
+
+  test("countParams is arithmetic and agrees with paramSpecs", () => {
+    for (const name of ["tiny", "small", "base", "aunet3-2b"]) {
+      const raw = JSON.parse(fs.readFileSync(path.join("configs", `${name}.json`), "utf8"));
+      const { model } = parseConfig(raw);
+      const bySpecs = paramSpecs(model).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
+      assert.equal(countParams(model).total, bySpecs, name);
+    }
+    for (const pooling_type of ["simple", "simple_repeat"]) {
+      const { model } = parseConfig(withModel({ pooling_type, block: { n_kv_heads: 1 } }));
+      const bySpecs = paramSpecs(model).reduce((a, s) => a + s.shape.reduce((x, y) => x * y, 1), 0);
+      assert.equal(countParams(model).total, bySpecs, pooling_type);
+    }
+  });
+
+  test("the memory a config implies, and a clear refusal above a budget", () => {
+    const { model } = parseConfig(base());
+    const p = countParams(model).total;
+    const train = impliedMemory(model, { batch: 4 });
+    assert.equal(train.weightBytes, 4 * p);
+    assert.equal(train.optimizerBytes, 12 * p);
+    const infer = impliedMemory(model, { batch: 4, training: false });
+    assert.equal(infer.optimizerBytes, 0);
+    assert.ok(infer.activationBytes < train.activationBytes);
+    // Activations grow with the batch and (more than linearly, through attention) with the sequence.
+    assert.ok(impliedMemory(model, { batch: 8 }).activationBytes > train.activationBytes);
+    assert.ok(
+      impliedMemory(model, { seqLen: 128 }).activationBytes > 2 * impliedMemory(model).activationBytes,
+    );
+    assert.equal(checkMemory(model, { batch: 4 }, 2 ** 40).totalBytes, train.totalBytes);
+    refuses(
+      () => checkMemory(model, { batch: 1e6 }, 2 ** 33),
+      /training this config would need about .* GiB .*more than the 8\.0 GiB allowed/,
+    );
+    // The paper's AU-Net 3 is a valid config: it parses, and the estimate says what training it takes.
+    const big = parseConfig(JSON.parse(fs.readFileSync(path.join("configs", "aunet3-2b.json"), "utf8")));
+    assert.ok(impliedMemory(big.model, { batch: 1 }).totalBytes > 16 * 2.5e9);
+  });
+
+  test("a splitter strategy has a bounded number of entries (3,000 took 11.6 s for a 2 KB prefill)", () => {
+    const many: Record<string, string> = {};
+    for (let i = 0; i < 3000; i++) many[`word${i}`] = "1@1";
+    refuses(() => parseStrategy(many), /3000 entries; at most 16/);
+    refuses(
+      () =>
+        parseStrategy(
+          Object.keys(many)
+            .map((k) => `${k}=1@1`)
+            .join(","),
+        ),
+      /at most 16/,
+    );
+    refuses(() => parseConfig(withModel({}, { regex: { strategy: many } })), /at most 16/);
   });
 });

@@ -50,6 +50,12 @@ export type StrategyInput = SplitStrategy | string | Readonly<Record<string, unk
 
 // Large enough for any sensible grouping, small enough that the END regex stays cheap to compile.
 const MAX_GROUP_SIZE = 4096;
+/**
+ * Entries of one strategy. Each entry is one level, a model pools once per level and has at most 8 stages (the
+ * paper uses 1 to 3 levels); every entry costs a pass over the text, so 3,000 entries made a 2 KB prompt take
+ * 11.6 s to prefill.
+ */
+export const MAX_STRATEGY_ENTRIES = 16;
 
 function parseEntry(key: string, value: unknown): StrategyEntry {
   if (typeof value !== "string") {
@@ -134,6 +140,11 @@ export function parseStrategy(input: unknown): SplitStrategy {
     pairs = Object.entries(input as Record<string, unknown>);
   } else {
     throw new UserError(`Split strategy must be an object such as {"word1": "1@1"} or a string "word1=1@1".`);
+  }
+  if (pairs.length > MAX_STRATEGY_ENTRIES) {
+    throw new UserError(
+      `Split strategy has ${pairs.length} entries; at most ${MAX_STRATEGY_ENTRIES} are allowed (one per level).`,
+    );
   }
   const seen = new Set<string>();
   const entries = pairs.map(([key, value]) => {
