@@ -15,7 +15,8 @@ import { parseTorchCheckpoint, openTorchCheckpoint } from "../src/io/torch-pickl
 import { ZipReader, bufferSource, zipChunks } from "../src/io/zip.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { checkMemory, countParams, impliedMemory, paramSpecs, parseConfig } from "../src/model/config.js";
-import { parseStrategy } from "../src/data/splitter.js";
+import { SplitStrategy, charLevels, levelMask, parseStrategy } from "../src/data/splitter.js";
+import { rng } from "./helpers.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-hostile-"));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -310,4 +311,100 @@ describe("hostile configs", () => {
     );
     refuses(() => parseConfig(withModel({}, { regex: { strategy: many } })), /at most 16/);
   });
+});
+
+// The official regexes as the splitter ran them before its hand matchers (src/data/splitter.ts), kept here as
+// the oracle the matchers must agree with.
+const WS_CLASS = "\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const WS = `[${WS_CLASS}]`;
+const NWS = `[^${WS_CLASS}]`;
+const PUNCT = `[^${WS_CLASS}\\p{L}\\p{N}]`;
+const START_RE = new RegExp(`\\p{N}{1,3}|(?:${PUNCT}{1,3}[\\r\\n]*)|${WS}*[\\r\\n]`, "gu");
+const PRETOK_RE = new RegExp(
+  `( ?\\p{L}{1,16})|\\p{N}{1,3}| ?(?=(${PUNCT}{1,3}))\\2[\\r\\n]*|${WS}*[\\r\\n]|${WS}+(?!${NWS})|${WS}+`,
+  "gu",
+);
+const PUNCT_RE = new RegExp(
+  `\\p{Nd}{1,3}(?=(?:\\p{Nd}{3})+(?!\\p{Nd}))|\\p{Nd}{1,3}(?=\\P{Nd}|$)|(?=(${PUNCT}{1,3}))\\1[\\r\\n]*|${WS}*[\\r\\n]`,
+  "gu",
+);
+
+function oracleLevels(cps: number[], strategy: SplitStrategy): Int32Array {
+  const levels = new Int32Array(cps.length);
+  const toChar: number[] = [];
+  const text = cps
+    .map((cp, j) => {
+      const s = String.fromCodePoint(cp);
+      for (let u = 0; u < s.length; u++) toChar.push(j);
+      return s;
+    })
+    .join("");
+  const mark = (utf16: number, level: number) => {
+    const j = toChar[utf16]!;
+    if (levels[j]! < level) levels[j] = level;
+  };
+  strategy.entries.forEach((e, k) => {
+    if (e.kind === "word") {
+      for (const m of text.matchAll(START_RE)) mark(m.index, k + 1);
+      let n = 0;
+      for (const m of text.matchAll(new RegExp(`(?:${NWS}+?${WS}){${e.groupSize}}`, "gu"))) {
+        if (e.keepEvery === null || e.keepEvery.some((every) => n % every === 0))
+          mark(m.index + m[0].length - 1, k + 1);
+        n++;
+      }
+    } else for (const m of text.matchAll(e.kind === "pretok" ? PRETOK_RE : PUNCT_RE)) mark(m.index, k + 1);
+  });
+  return levels;
+}
+
+describe("the splitter under attack", () => {
+  test("hand matchers agree with the official regexes on random texts", () => {
+    // Letters, digits (Nd in and beyond the BMP, No), punctuation and symbols (an emoji), every kind of
+    // whitespace the classes distinguish.
+    const alphabet = [..."aZßé1٣𝟙½²..,!😀-    \n\n\r\t\u0085\u00a0\u2028"].map((c) => c.codePointAt(0)!);
+    const strategies = [
+      "word1=1@1,word2=2@1,word4=4@1",
+      "word=2@1-3,word3=3@1",
+      "word=1@2",
+      "pretok=1",
+      "punct=1",
+      "word1=1@1,pretok=1,punct=1",
+    ].map((s) => parseStrategy(s));
+    const rand = rng(11);
+    for (let trial = 0; trial < 3000; trial++) {
+      const len = Math.floor(rand() * 50);
+      // Runs make the long-match cases (digit groups, whitespace runs, multi-word groups) frequent.
+      const cps: number[] = [];
+      while (cps.length < len) {
+        const cp = alphabet[Math.floor(rand() * alphabet.length)]!;
+        const reps = rand() < 0.3 ? 1 + Math.floor(rand() * 8) : 1;
+        for (let r = 0; r < reps; r++) cps.push(cp);
+      }
+      const strategy = strategies[trial % strategies.length]!;
+      assert.deepEqual(
+        charLevels(cps, strategy),
+        oracleLevels(cps, strategy),
+        `${strategy} on ${JSON.stringify(String.fromCodePoint(...cps))}`,
+      );
+    }
+  });
+
+  test(
+    "linear on texts that made the regexes quadratic (80,000 x 'a' took 5.3 s)",
+    { timeout: 120_000 },
+    () => {
+      const all = parseStrategy("word1=1@1,word2=2@1,pretok=1,punct=1");
+      const n = 400_000;
+      for (const byte of [0x61, 0x20, 0x31, 0x2e]) {
+        const mask = levelMask(new Uint8Array(n).fill(byte), all);
+        assert.equal(mask.length, n);
+      }
+      // Words apart by two spaces (each group of 2 fails after a word) and one long group size.
+      const words = new TextEncoder().encode("ab  ".repeat(n / 4));
+      assert.equal(levelMask(words, parseStrategy("word1=1@1,word2=4096@1")).length, n);
+      // The results on these are what the regexes give on a short piece.
+      const short = Array.from("1".repeat(10) + " ".repeat(10) + "a".repeat(10), (c) => c.codePointAt(0)!);
+      assert.deepEqual(charLevels(short, all), oracleLevels(short, all));
+    },
+  );
 });
