@@ -16,6 +16,15 @@ import { ZipReader, bufferSource, zipChunks } from "../src/io/zip.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import { checkMemory, countParams, impliedMemory, paramSpecs, parseConfig } from "../src/model/config.js";
 import { SplitStrategy, charLevels, levelMask, parseStrategy } from "../src/data/splitter.js";
+import {
+  DataStats,
+  MAX_JSONL_LINE,
+  discoverSources,
+  readDocuments,
+  type RawDocument,
+  type SourceFile,
+} from "../src/data/sources.js";
+import { ShuffledDocs, collectDocs, type LoaderPosition } from "../src/data/loader.js";
 import { rng } from "./helpers.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-hostile-"));
@@ -407,4 +416,128 @@ describe("the splitter under attack", () => {
       assert.deepEqual(charLevels(short, all), oracleLevels(short, all));
     },
   );
+});
+
+describe("hostile data", () => {
+  const strategy = parseStrategy("word1=1@1,word2=2@1");
+  const dirOf = (name: string): string => {
+    const d = path.join(tmp, name);
+    fs.mkdirSync(d, { recursive: true });
+    return d;
+  };
+  const docsOf = async (files: SourceFile[], docBytes: number, stats = new DataStats()) => {
+    const out: RawDocument[] = [];
+    for (const f of files) for await (const d of readDocuments(f, 0, { docBytes, stats })) out.push(d);
+    return out;
+  };
+
+  test("a symlink loop and two links to '.' visit each real directory once", () => {
+    const d = dirOf("loop");
+    fs.writeFileSync(path.join(d, "a.txt"), "hello\n");
+    fs.mkdirSync(path.join(d, "sub"));
+    fs.writeFileSync(path.join(d, "sub", "b.txt"), "world\n");
+    fs.symlinkSync("..", path.join(d, "sub", "up")); // a loop back to d
+    for (let i = 0; i < 20; i++) fs.symlinkSync(".", path.join(d, `self${i}`)); // 2^20 paths if walked naively
+    const files = discoverSources([d], new DataStats());
+    assert.deepEqual(
+      files.map((f) => path.relative(d, f.path)),
+      ["a.txt", path.join("sub", "b.txt")],
+    );
+  });
+
+  test("a device, a FIFO or a non-gzip .gz as data gives a clear message", () => {
+    if (fs.existsSync("/dev/zero"))
+      refuses(
+        () => discoverSources(["/dev/zero"], new DataStats()),
+        /neither a regular file nor a directory/,
+      );
+    const d = dirOf("gz");
+    const fake = path.join(d, "fake.txt.gz");
+    fs.writeFileSync(fake, "plain text, not gzip\n");
+    refuses(
+      () => discoverSources([fake], new DataStats()),
+      /named \.gz that are not gzip \(no gzip header\)/,
+    );
+    fs.writeFileSync(path.join(d, "real.txt"), "some text\n");
+    const stats = new DataStats();
+    assert.equal(discoverSources([d], stats).length, 1);
+    assert.deepEqual(stats.notGzipFiles, [fake]);
+  });
+
+  test("a --val of blank lines is reported as having no documents", async () => {
+    const d = dirOf("blank");
+    const val = path.join(d, "val.txt");
+    fs.writeFileSync(val, "\n\n   \n\n");
+    const files = discoverSources([val], new DataStats());
+    await assert.rejects(
+      collectDocs(files, strategy, { docBytes: 64, stats: new DataStats(), heldOut: null, maxBytes: 0 }),
+      (e: unknown) => e instanceof UserError && /^no documents in .*val\.txt/.test(e.message),
+    );
+  });
+
+  test("a long JSONL document is cut like the same text in a plain file (one 55 MB line took 3.96 GB)", async () => {
+    const d = dirOf("jsonl");
+    const paras = Array.from({ length: 400 }, (_, i) => `paragraph ${i} ` + "word ".repeat(i % 37));
+    const text = paras.map((p, i) => p + (i % 2 ? "\n\n" : "\n")).join("");
+    const docBytes = 256;
+    fs.writeFileSync(
+      path.join(d, "long.jsonl"),
+      [JSON.stringify({ text: "short one" }), JSON.stringify({ text }), ""].join("\n"),
+    );
+    fs.writeFileSync(path.join(d, "long.txt"), text);
+    const [jsonl, plain] = discoverSources([d], new DataStats()).sort((a, b) =>
+      a.format.localeCompare(b.format),
+    );
+    const fromJsonl = await docsOf([jsonl], docBytes);
+    const fromText = await docsOf([plain], docBytes);
+    assert.equal(new TextDecoder().decode(fromJsonl[0].bytes), "short one");
+    assert.equal(fromJsonl[0].more, undefined);
+    const pieces = fromJsonl.slice(1);
+    assert.ok(pieces.length > 10);
+    assert.deepEqual(
+      pieces.map((p) => Buffer.from(p.bytes).toString()),
+      fromText.map((p) => Buffer.from(p.bytes).toString()),
+    );
+    assert.ok(pieces.every((p) => p.bytes.length <= 4 * docBytes));
+    assert.ok(pieces.every((p, i) => p.offset === pieces[0].offset && p.more === i + 1 < pieces.length));
+    // A window that starts at the line keeps all its pieces, so restoring any position finds the same document.
+    const opts = { seed: 3, docBytes, shuffleWindow: 2, valFraction: 0, strategy, stats: new DataStats() };
+    const a = new ShuffledDocs([jsonl], opts);
+    const seen: { pos: LoaderPosition; tokens: Int32Array }[] = [];
+    for (let i = 0; i < fromJsonl.length + 3; i++) {
+      const { doc, pos } = await a.next();
+      seen.push({ pos, tokens: doc.tokens });
+    }
+    await a.close();
+    for (const k of [1, 5, fromJsonl.length - 1, fromJsonl.length + 1]) {
+      const b = new ShuffledDocs([jsonl], opts);
+      await b.seek(seen[k].pos);
+      assert.deepEqual((await b.next()).doc.tokens, seen[k].tokens, `position ${k}`);
+      await b.close();
+    }
+  });
+
+  test("a JSONL line beyond the line limit is skipped and counted, the lines around it still read", async () => {
+    const d = dirOf("hugeline");
+    const f = path.join(d, "x.jsonl");
+    // 3 MiB in one line against a 2 MiB limit (MAX_JSONL_LINE is 256 MiB; the test lowers it, not the code path).
+    const huge = `{"text": "${"b".repeat(3 << 20)}"}`;
+    fs.writeFileSync(
+      f,
+      [JSON.stringify({ text: "first" }), huge, `{"text": "${"c".repeat(3000)}"}`].join("\n"),
+    );
+    const stats = new DataStats();
+    const [file] = discoverSources([f], stats);
+    const docs: RawDocument[] = [];
+    for await (const doc of readDocuments(file, 0, { docBytes: 256, stats, maxLineBytes: 2 << 20 }))
+      docs.push(doc);
+    // The last line has no line break to cut at: hard cuts at 4 * docBytes.
+    assert.deepEqual(
+      docs.map((x) => x.bytes.length),
+      [5, 1024, 1024, 952],
+    );
+    assert.equal(stats.longJsonLines, 1);
+    assert.match(stats.describe().join("; "), /skipped 1 JSONL line\(s\) longer than/);
+    assert.equal(MAX_JSONL_LINE, 256 << 20);
+  });
 });
