@@ -25,6 +25,8 @@ import {
   type SourceFile,
 } from "../src/data/sources.js";
 import { ShuffledDocs, collectDocs, type LoaderPosition } from "../src/data/loader.js";
+import { AUNet } from "../src/model/aunet.js";
+import { RefBackend } from "../src/backends/ref.js";
 import { rng } from "./helpers.js";
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "aunet-hostile-"));
@@ -539,5 +541,26 @@ describe("hostile data", () => {
     assert.equal(stats.longJsonLines, 1);
     assert.match(stats.describe().join("; "), /skipped 1 JSONL line\(s\) longer than/);
     assert.equal(MAX_JSONL_LINE, 256 << 20);
+  });
+});
+
+describe("ids from files", () => {
+  test("an out-of-vocabulary token or target id is a UserError naming it", () => {
+    const { model: m } = parseConfig({
+      model: { dimensions: [16, 32], head_dims: [8, 8], layers: [1, 1], max_seqlens: [8, 4] },
+      data: { regex: { strategy: { word1: "1@1" } } },
+    });
+    const model = new AUNet(m, new RefBackend());
+    const tokens = Int32Array.from([256, 104, 105, 32, 104, 105, 33, 257]);
+    const levels = levelMask(tokens, parseStrategy("word1=1@1"));
+    levels[0] = 1;
+    const targets = Int32Array.from([...tokens.subarray(1), 257]);
+    assert.ok(Number.isFinite(model.loss(tokens, levels, targets, 1, 8).loss.item()));
+    for (const bad of [258, -1, 100000]) {
+      const t = tokens.slice();
+      t[3] = bad;
+      refuses(() => model.forward(t, levels, 1, 8), new RegExp(`token id ${bad} at position 3 is outside`));
+      refuses(() => model.loss(tokens, levels, t, 1, 8), new RegExp(`token id ${bad} at position 3`));
+    }
   });
 });
