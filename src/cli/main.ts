@@ -61,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
     return name ? 0 : 1;
   }
   const cmd = COMMANDS[name];
-  if (!cmd) throw new UserError(`unknown command '${name}'\n${usage()}`);
+  if (!cmd) throw new UserError(`unknown command '${name}'`, { detail: usage() });
   return (await cmd.load())(rest);
 }
 

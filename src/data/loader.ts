@@ -124,12 +124,17 @@ export class ShuffledDocs {
     const raw: Uint8Array[] = [];
     let offset = -1;
     let bytes = 0;
-    while (raw.length < this.opts.shuffleWindow && bytes < WINDOW_BYTES) {
+    // The pieces of one long JSONL line share its offset, so a window never ends between two of them: a
+    // restart re-reads from that offset and must find the same documents (the window's bytes stay bounded by
+    // the line's, which the reader already held whole).
+    let more = false;
+    while ((raw.length < this.opts.shuffleWindow && bytes < WINDOW_BYTES) || more) {
       const r = await this.reader.next();
       if (r.done) break;
       if (offset < 0) offset = r.value.offset;
       raw.push(r.value.bytes);
       bytes += r.value.bytes.length;
+      more = r.value.more === true;
     }
     if (raw.length === 0) return null;
     this.nextOrdinal++;
@@ -283,6 +288,13 @@ export async function collectDocs(
   for await (const d of orderedDocs(files, opts)) {
     docs.push(packDocument(d, strategy));
     bytes += d.length;
+  }
+  // An explicit source (a --val) without a single document must not pass for an empty validation set.
+  if (docs.length === 0 && opts.heldOut === null) {
+    const why = opts.stats.describe();
+    throw new UserError(
+      `no documents in ${files.map((f) => f.path).join(", ")}${why.length ? ` (${why.join("; ")})` : " (only blank lines)"}`,
+    );
   }
   return { docs, bytes };
 }

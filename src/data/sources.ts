@@ -22,6 +22,7 @@ import { open } from "node:fs/promises";
 import path from "node:path";
 import { createGunzip } from "node:zlib";
 import { UserError } from "../util/errors.js";
+import { openRegularFile } from "../util/files.js";
 
 export type SourceFormat = "text" | "jsonl";
 
@@ -37,6 +38,11 @@ export interface RawDocument {
   /** Offset of the document's first byte (plain text) or of its line (JSONL) in the decompressed file. */
   offset: number;
   bytes: Uint8Array;
+  /**
+   * True when the next document is the next piece of the same JSONL line (a long text cut like plain text):
+   * such pieces share their line's offset, so a reader that restarts at an offset must keep them together.
+   */
+  more?: boolean;
 }
 
 /** Counters of what was skipped, reported to the user instead of crashing on bad data. */
@@ -49,6 +55,8 @@ export class DataStats {
   linesWithoutText = 0;
   emptyDocuments = 0;
   invalidUtf8Documents = 0;
+  notGzipFiles: string[] = [];
+  longJsonLines = 0;
 
   /** One line per kind of problem, with a few example paths; empty when the data was clean. */
   describe(): string[] {
@@ -58,6 +66,10 @@ export class DataStats {
       out.push(`skipped ${this.emptyFiles.length} empty file(s): ${some(this.emptyFiles)}`);
     if (this.binaryFiles.length)
       out.push(`skipped ${this.binaryFiles.length} binary file(s) (NUL bytes): ${some(this.binaryFiles)}`);
+    if (this.notGzipFiles.length)
+      out.push(
+        `skipped ${this.notGzipFiles.length} file(s) named .gz that are not gzip (no gzip header): ${some(this.notGzipFiles)}`,
+      );
     if (this.unsupportedFiles)
       out.push(`ignored ${this.unsupportedFiles} file(s) in directories without a text/JSONL extension`);
     if (this.unreadableFiles.length)
@@ -65,6 +77,8 @@ export class DataStats {
         `skipped the rest of ${this.unreadableFiles.length} unreadable/corrupt file(s): ${some(this.unreadableFiles)}`,
       );
     if (this.badJsonLines) out.push(`skipped ${this.badJsonLines} JSONL line(s) that are not JSON objects`);
+    if (this.longJsonLines)
+      out.push(`skipped ${this.longJsonLines} JSONL line(s) longer than the ${MAX_JSONL_LINE}-byte limit`);
     if (this.linesWithoutText)
       out.push(`skipped ${this.linesWithoutText} JSONL line(s) without a string "text" or "content" field`);
     if (this.invalidUtf8Documents)
@@ -85,7 +99,11 @@ function classify(file: string): { format: SourceFormat; gzip: boolean; known: b
   return { format: "text", gzip, known: TEXT_EXTENSIONS.some((e) => base.endsWith(e)) };
 }
 
-function walk(dir: string, out: string[], stats: DataStats): void {
+/**
+ * The files under `dir`, recursively. Each real directory and file is visited once (by device and inode), so
+ * symlink loops and several links to one directory neither repeat data nor walk exponentially.
+ */
+function walk(dir: string, out: string[], stats: DataStats, seen: Set<string>): void {
   let names: string[];
   try {
     names = fs.readdirSync(dir).sort();
@@ -102,7 +120,10 @@ function walk(dir: string, out: string[], stats: DataStats): void {
     } catch {
       continue; // a dangling symlink
     }
-    if (st.isDirectory()) walk(p, out, stats);
+    const id = `${st.dev}:${st.ino}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    if (st.isDirectory()) walk(p, out, stats, seen);
     else if (st.isFile()) {
       // Inside a directory only recognised extensions count, so that stray files (images, archives) do not
       // silently become training text; a file named explicitly is read whatever its name.
@@ -112,13 +133,15 @@ function walk(dir: string, out: string[], stats: DataStats): void {
   }
 }
 
-function isBinary(file: string, gzip: boolean): boolean {
-  if (gzip) return false; // decided while streaming would need decompression; JSONL/text parsing copes anyway
-  const fd = fs.openSync(file, "r");
+/** What the first bytes say: a NUL byte makes a plain file binary; a .gz file must start as gzip does. */
+function sniff(file: string, gzip: boolean): "ok" | "binary" | "not-gzip" {
+  const { fd } = openRegularFile(file);
   try {
     const buf = Buffer.alloc(SNIFF_BYTES);
     const n = fs.readSync(fd, buf, 0, SNIFF_BYTES, 0);
-    return buf.subarray(0, n).includes(0);
+    // Binary inside a .gz would need decompression to see; JSONL/text parsing copes anyway.
+    if (gzip) return n >= 2 && buf[0] === 0x1f && buf[1] === 0x8b ? "ok" : "not-gzip";
+    return buf.subarray(0, n).includes(0) ? "binary" : "ok";
   } finally {
     fs.closeSync(fd);
   }
@@ -131,6 +154,7 @@ function isBinary(file: string, gzip: boolean): boolean {
 export function discoverSources(paths: readonly string[], stats: DataStats, what = "--data"): SourceFile[] {
   if (paths.length === 0) throw new UserError(`${what} needs at least one file or directory`);
   const files: string[] = [];
+  const seen = new Set<string>();
   for (const p of paths) {
     let st: fs.Stats;
     try {
@@ -141,23 +165,31 @@ export function discoverSources(paths: readonly string[], stats: DataStats, what
         `${what}: ${p}: ${code === "ENOENT" ? "no such file or directory" : (code ?? String(e))}`,
       );
     }
-    if (st.isDirectory()) walk(p, files, stats);
-    else files.push(p);
+    if (st.isDirectory()) {
+      seen.add(`${st.dev}:${st.ino}`);
+      walk(p, files, stats, seen);
+    } else if (st.isFile()) files.push(p);
+    else
+      throw new UserError(
+        `${what}: ${p} is neither a regular file nor a directory (a device, FIFO or socket)`,
+      );
   }
   const out: SourceFile[] = [];
   for (const f of files) {
     let size: number;
-    let binary: boolean;
+    let kind: ReturnType<typeof sniff>;
     const { format, gzip } = classify(f);
     try {
       size = fs.statSync(f).size;
-      binary = size > 0 && isBinary(f, gzip);
+      kind = size > 0 ? sniff(f, gzip) : "ok";
     } catch (e) {
-      stats.unreadableFiles.push(`${f} (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+      const why = e instanceof UserError ? e.message : ((e as NodeJS.ErrnoException).code ?? String(e));
+      stats.unreadableFiles.push(`${f} (${why})`);
       continue;
     }
     if (size === 0) stats.emptyFiles.push(f);
-    else if (binary) stats.binaryFiles.push(f);
+    else if (kind === "binary") stats.binaryFiles.push(f);
+    else if (kind === "not-gzip") stats.notGzipFiles.push(f);
     else out.push({ path: f, format, gzip, size });
   }
   if (out.length === 0) {
@@ -327,43 +359,83 @@ export function jsonlText(line: string): string | "bad-json" | "no-text" {
   return "no-text";
 }
 
+/**
+ * A text cut into documents exactly as a plain file of that content would be (see textDocuments): greedy
+ * from the start, at the first paragraph break after `docBytes`, hard-cut at 4 * docBytes.
+ */
+export function cutText(b: Uint8Array, docBytes: number): Uint8Array[] {
+  const maxDoc = 4 * docBytes;
+  const out: Uint8Array[] = [];
+  let pos = 0;
+  for (;;) {
+    while (pos < b.length && isBlank(b[pos])) pos++;
+    if (pos >= b.length) return out;
+    const rest = b.subarray(pos);
+    const br = findBreak(rest, docBytes, Math.min(rest.length, maxDoc), rest.length);
+    const end = br >= 0 ? br : rest.length > maxDoc ? hardCut(rest, docBytes, maxDoc) : rest.length;
+    let stop = end;
+    while (stop > 0 && isBlank(rest[stop - 1])) stop--;
+    if (stop > 0) out.push(rest.subarray(0, stop));
+    pos += end;
+  }
+}
+
+/**
+ * The longest JSONL line read; longer ones are skipped and counted (the line is held whole while its JSON is
+ * parsed, so without a bound one line without a newline could take any amount of memory).
+ */
+export const MAX_JSONL_LINE = 256 << 20;
+
 async function* jsonlDocuments(
   file: SourceFile,
   start: number,
+  docBytes: number,
   stats: DataStats,
+  maxLine: number,
 ): AsyncGenerator<RawDocument> {
   const w = new ByteWindow(start);
-  const lineDoc = (end: number): RawDocument | null => {
+  const lineDocs = (end: number): RawDocument[] => {
     const raw = w.buf.subarray(0, end);
     let s = 0;
     while (s < raw.length && isBlank(raw[s])) s++;
-    if (s === raw.length) return null; // blank line: not worth a warning
+    if (s === raw.length) return []; // blank line: not worth a warning
     const r = jsonlText(utf8.decode(raw));
     if (r === "bad-json") stats.badJsonLines++;
     else if (r === "no-text") stats.linesWithoutText++;
     else if (r.length === 0) stats.emptyDocuments++;
-    else return { offset: w.base, bytes: encoder.encode(r) };
-    return null;
+    else {
+      const bytes = encoder.encode(r);
+      // A document up to the plain-text hard limit stays whole and exact; a longer one (one 55 MB line took
+      // 3.96 GB to train on) is cut like plain text, its pieces sharing the line's offset.
+      if (bytes.length <= 4 * docBytes) return [{ offset: w.base, bytes }];
+      const pieces = cutText(bytes, docBytes);
+      return pieces.map((p, i) => ({ offset: w.base, bytes: p, more: i + 1 < pieces.length }));
+    }
+    return [];
   };
   let scanFrom = 0;
+  let skipping = false; // inside a line longer than MAX_JSONL_LINE: drop bytes up to its end
   for await (const chunk of byteChunks(file, start)) {
     w.append(chunk);
     for (;;) {
       const nl = w.buf.subarray(0, w.len).indexOf(0x0a, scanFrom);
       if (nl < 0) {
+        if (w.len > maxLine) {
+          if (!skipping) stats.longJsonLines++;
+          skipping = true;
+          w.consume(w.len);
+        }
         scanFrom = w.len;
         break;
       }
-      const doc = lineDoc(nl);
+      const docs = skipping ? [] : lineDocs(nl);
+      skipping = false;
       w.consume(nl + 1);
       scanFrom = 0;
-      if (doc) yield doc;
+      yield* docs;
     }
   }
-  if (w.len > 0) {
-    const doc = lineDoc(w.len);
-    if (doc) yield doc;
-  }
+  if (w.len > 0 && !skipping) yield* lineDocs(w.len);
 }
 
 /**
@@ -373,11 +445,11 @@ async function* jsonlDocuments(
 export async function* readDocuments(
   file: SourceFile,
   start: number,
-  opts: { docBytes: number; stats: DataStats },
+  opts: { docBytes: number; stats: DataStats; maxLineBytes?: number },
 ): AsyncGenerator<RawDocument> {
   const inner =
     file.format === "jsonl"
-      ? jsonlDocuments(file, start, opts.stats)
+      ? jsonlDocuments(file, start, opts.docBytes, opts.stats, opts.maxLineBytes ?? MAX_JSONL_LINE)
       : textDocuments(file, start, opts.docBytes);
   try {
     for await (const doc of inner) yield doc;

@@ -50,6 +50,12 @@ export type StrategyInput = SplitStrategy | string | Readonly<Record<string, unk
 
 // Large enough for any sensible grouping, small enough that the END regex stays cheap to compile.
 const MAX_GROUP_SIZE = 4096;
+/**
+ * Entries of one strategy. Each entry is one level, a model pools once per level and has at most 8 stages (the
+ * paper uses 1 to 3 levels); every entry costs a pass over the text, so 3,000 entries made a 2 KB prompt take
+ * 11.6 s to prefill.
+ */
+export const MAX_STRATEGY_ENTRIES = 16;
 
 function parseEntry(key: string, value: unknown): StrategyEntry {
   if (typeof value !== "string") {
@@ -135,6 +141,11 @@ export function parseStrategy(input: unknown): SplitStrategy {
   } else {
     throw new UserError(`Split strategy must be an object such as {"word1": "1@1"} or a string "word1=1@1".`);
   }
+  if (pairs.length > MAX_STRATEGY_ENTRIES) {
+    throw new UserError(
+      `Split strategy has ${pairs.length} entries; at most ${MAX_STRATEGY_ENTRIES} are allowed (one per level).`,
+    );
+  }
   const seen = new Set<string>();
   const entries = pairs.map(([key, value]) => {
     if (seen.has(key)) throw new UserError(`Split strategy key "${key}" appears twice.`);
@@ -197,28 +208,143 @@ export function charClass(cp: number): number {
 
 // ---------------------------------------------------------------------------------------------------------
 // The official regular expressions.
+//
+// Only PRETOK runs as a JavaScript regex. The other three are matched by hand below, because backtracking makes
+// them quadratic on long runs: `(\S+?\s){G}` retries its lazy word from every character of a text without
+// whitespace (80,000 x "a": 5.3 s), `\s*[\r\n]` rescans a run of spaces without a newline from every space,
+// and PUNCT_RE's thousands look-ahead rescans a long digit run for every group of three. Each hand matcher
+// reports exactly the matches the regex would (leftmost first, then on from the match's end), in linear time;
+// test/hostile.test.ts checks them against the regexes on random texts, and test/splitter.test.ts against the
+// official cases.
 
-/** NWORD_PUNCT_RE[0]: where a boundary starts for every `word*` strategy (numbers, punctuation, newlines). */
-const START_RE = new RegExp(`\\p{N}{1,3}|(?:${PUNCT}{1,3}[\\r\\n]*)|${WS}*[\\r\\n]`, "gu");
 /** WORD_PUNCT_RE[0], a GPT-style pre-tokenizer; each match start is a boundary. */
 const PRETOK_RE = new RegExp(
   `( ?\\p{L}{1,16})|\\p{N}{1,3}| ?(?=(${PUNCT}{1,3}))\\2[\\r\\n]*|${WS}*[\\r\\n]|${WS}+(?!${NWS})|${WS}+`,
   "gu",
 );
-/** PUNCT_RE[0]: digit groups of three from the right (thousands), punctuation runs, newlines. */
-const PUNCT_RE = new RegExp(
-  `\\p{Nd}{1,3}(?=(?:\\p{Nd}{3})+(?!\\p{Nd}))|\\p{Nd}{1,3}(?=\\P{Nd}|$)|(?=(${PUNCT}{1,3}))\\1[\\r\\n]*|${WS}*[\\r\\n]`,
-  "gu",
-);
-const endRegexCache = new Map<number, RegExp>();
-/** NWORD_PUNCT_RE[1] `(\S+?\s){G}`: G words, each closed by exactly one whitespace character. */
-function endRegex(g: number): RegExp {
-  let re = endRegexCache.get(g);
-  if (re === undefined) {
-    re = new RegExp(`(?:${NWS}+?${WS}){${g}}`, "gu");
-    endRegexCache.set(g, re);
+
+type Classes = Uint8Array;
+
+function classesOf(cps: ArrayLike<number>): Classes {
+  const cls = new Uint8Array(cps.length);
+  for (let j = 0; j < cps.length; j++) cls[j] = charClass(cps[j]!);
+  return cls;
+}
+
+/**
+ * The end of `\s*[\r\n]` matched at `p` (a whitespace character): one past the last line break of the
+ * whitespace run starting at p, or -1 when the run has none. `runEnd` receives the run's end either way, since
+ * the match fails the same way at every later position of a run without a line break.
+ */
+function wsToNewline(cls: Classes, p: number, runEnd: { at: number }): number {
+  let last = -1;
+  let r = p;
+  while (r < cls.length && cls[r]! & C_WS) {
+    if (cls[r]! & C_NL) last = r;
+    r++;
   }
-  return re;
+  runEnd.at = r;
+  return last < 0 ? -1 : last + 1;
+}
+
+/** `X{1,3}` for a class bit X, then `[\r\n]*`: the end of the match at p (whose class has bit X). */
+function upTo3ThenNewlines(cls: Classes, p: number, bit: number): number {
+  let e = p + 1;
+  while (e < cls.length && e < p + 3 && cls[e]! & bit) e++;
+  while (e < cls.length && cls[e]! & C_NL) e++;
+  return e;
+}
+
+/** Start offsets of NWORD_PUNCT_RE[0], `\p{N}{1,3}|(?:PUNCT{1,3}[\r\n]*)|\s*[\r\n]`. */
+function startMatches(cls: Classes): number[] {
+  const out: number[] = [];
+  const run = { at: 0 };
+  for (let p = 0; p < cls.length;) {
+    const c = cls[p]!;
+    if (c & C_N) {
+      out.push(p);
+      let e = p + 1;
+      while (e < cls.length && e < p + 3 && cls[e]! & C_N) e++;
+      p = e;
+    } else if (c & C_X) {
+      out.push(p);
+      p = upTo3ThenNewlines(cls, p, C_X);
+    } else if (c & C_WS) {
+      const e = wsToNewline(cls, p, run);
+      if (e >= 0) {
+        out.push(p);
+        p = e;
+      } else p = run.at;
+    } else p++;
+  }
+  return out;
+}
+
+/**
+ * Start offsets of PUNCT_RE[0]: `\p{Nd}{1,3}(?=(?:\p{Nd}{3})+(?!\p{Nd}))` (the digits before a multiple of three
+ * more), `\p{Nd}{1,3}(?=\P{Nd}|$)` (a last group), `(?=(PUNCT{1,3}))\1[\r\n]*`, `\s*[\r\n]`.
+ */
+function punctMatches(cls: Classes): number[] {
+  const out: number[] = [];
+  const run = { at: 0 };
+  for (let p = 0; p < cls.length;) {
+    const c = cls[p]!;
+    if (c & C_ND) {
+      let r = p + 1;
+      while (r < cls.length && cls[r]! & C_ND) r++;
+      // The first group is the 1-3 digits that leave a multiple of three (the look-ahead alternative, or the
+      // second one for a run of at most 3), then groups of three up to the run's end.
+      for (let q = p + ((r - p - 1) % 3) + 1, at = p; at < r; at = q, q += 3) out.push(at);
+      p = r;
+    } else if (c & C_X) {
+      out.push(p);
+      p = upTo3ThenNewlines(cls, p, C_X);
+    } else if (c & C_WS) {
+      const e = wsToNewline(cls, p, run);
+      if (e >= 0) {
+        out.push(p);
+        p = e;
+      } else p = run.at;
+    } else p++;
+  }
+  return out;
+}
+
+/**
+ * NWORD_PUNCT_RE[1] `(\S+?\s){G}`: G words, each closed by exactly one whitespace character; returns the index
+ * of each match's closing whitespace. A match can only start at the start of a run of non-whitespace (the
+ * lazy word always extends to the run's end, so every position of a run fails or succeeds alike), and it
+ * succeeds when that run and the next G-1 are each followed by exactly one whitespace character, the last
+ * by at least one. So: list the runs, count for each how many runs follow it one space apart, and step.
+ */
+function endMatches(cls: Classes, g: number): number[] {
+  const n = cls.length;
+  const starts: number[] = [];
+  const ends: number[] = []; // one past each run: its whitespace, or n
+  for (let p = 0; p < n;) {
+    if (cls[p]! & C_WS) {
+      p++;
+      continue;
+    }
+    let r = p + 1;
+    while (r < n && !(cls[r]! & C_WS)) r++;
+    starts.push(p);
+    ends.push(r);
+    p = r;
+  }
+  const k = starts.length;
+  // chain[i]: how many of the following runs are reached through single whitespace characters.
+  const chain = new Int32Array(k + 1);
+  for (let i = k - 2; i >= 0; i--) chain[i] = starts[i + 1] === ends[i]! + 1 ? chain[i + 1]! + 1 : 0;
+  const out: number[] = [];
+  for (let i = 0; i < k;) {
+    const last = i + g - 1;
+    if (chain[i]! >= g - 1 && last < k && ends[last]! < n) {
+      out.push(ends[last]!);
+      i += g;
+    } else i++;
+  }
+  return out;
 }
 
 /**
@@ -229,38 +355,46 @@ export function charLevels(cps: ArrayLike<number>, strategy: SplitStrategy): Int
   const n = cps.length;
   const levels = new Int32Array(n);
   if (n === 0 || strategy.entries.length === 0) return levels;
+  const cls = classesOf(cps);
+  const mark = (j: number, level: number): void => {
+    if (levels[j]! < level) levels[j] = level;
+  };
+  let startOffsets: number[] | null = null;
+  let pretok: number[] | null = null;
+  let punct: number[] | null = null;
+  const endCache = new Map<number, number[]>();
+  strategy.entries.forEach((e, k) => {
+    const level = k + 1;
+    if (e.kind === "word") {
+      startOffsets ??= startMatches(cls);
+      for (const off of startOffsets) mark(off, level);
+      let ends = endCache.get(e.groupSize);
+      if (ends === undefined) endCache.set(e.groupSize, (ends = endMatches(cls, e.groupSize)));
+      ends.forEach((at, nMatch) => {
+        if (e.keepEvery === null || e.keepEvery.some((every) => nMatch % every === 0)) mark(at, level);
+      });
+    } else if (e.kind === "pretok") {
+      pretok ??= pretokMatches(cps);
+      for (const off of pretok) mark(off, level);
+    } else {
+      punct ??= punctMatches(cls);
+      for (const off of punct) mark(off, level);
+    }
+  });
+  return levels;
+}
+
+/** Start offsets (in characters) of PRETOK_RE, which backtracks only boundedly and runs as a regex. */
+function pretokMatches(cps: ArrayLike<number>): number[] {
   const units: string[] = [];
   const toChar: number[] = [];
-  for (let j = 0; j < n; j++) {
+  for (let j = 0; j < cps.length; j++) {
     const s = String.fromCodePoint(cps[j]!);
     units.push(s);
     toChar.push(j);
     if (s.length === 2) toChar.push(j);
   }
-  const text = units.join("");
-
-  const mark = (utf16: number, level: number): void => {
-    const j = toChar[utf16]!;
-    if (levels[j]! < level) levels[j] = level;
-  };
-  let startOffsets: number[] | null = null;
-  strategy.entries.forEach((e, k) => {
-    const level = k + 1;
-    if (e.kind === "word") {
-      if (startOffsets === null) startOffsets = Array.from(text.matchAll(START_RE), (m) => m.index);
-      for (const off of startOffsets) mark(off, level);
-      let nMatch = 0;
-      for (const m of text.matchAll(endRegex(e.groupSize))) {
-        const keep = e.keepEvery === null || e.keepEvery.some((every) => nMatch % every === 0);
-        nMatch++;
-        // The closing whitespace is a BMP character, so end-1 is its own UTF-16 unit.
-        if (keep) mark(m.index + m[0].length - 1, level);
-      }
-    } else {
-      for (const m of text.matchAll(e.kind === "pretok" ? PRETOK_RE : PUNCT_RE)) mark(m.index, level);
-    }
-  });
-  return levels;
+  return Array.from(units.join("").matchAll(PRETOK_RE), (m) => toChar[m.index]!);
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { UserError } from "../util/errors.js";
+import { openRegularFile } from "../util/files.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { findConfigFile, readJsonFile, readWeights } from "./model-dir.js";
 import { readSafetensors, writeSafetensors, type TensorData } from "./safetensors.js";
@@ -36,7 +37,7 @@ export interface ModelBundle {
 }
 
 function startsWithZip(file: string): boolean {
-  const fd = fs.openSync(file, "r");
+  const { fd } = openRegularFile(file);
   try {
     const b = Buffer.alloc(2);
     return fs.readSync(fd, b, 0, 2, 0) === 2 && b[0] === 0x50 && b[1] === 0x4b;

@@ -118,14 +118,40 @@ function toInt(v: bigint): number | bigint {
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
 
-// Python's LONG1/LONG4 payload: little-endian two's complement of any length.
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, "0"));
+
+// Python's LONG1/LONG4 payload: little-endian two's complement of any length. Converted through one hex string,
+// so the cost is linear in the length (shifting a BigInt byte by byte is quadratic: 160 KB took 50 s).
 function decodeLong(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+  let hex = "";
+  for (let i = b.length - 1; i >= 0; i--) hex += HEX[b[i]];
+  let v = BigInt(`0x${hex}`);
   if (b[b.length - 1] & 0x80) v -= 1n << BigInt(8 * b.length);
   return toInt(v);
 }
+
+/**
+ * Bounds on what one pickle may make this machine do. A state dict needs a few opcodes, memo slots and
+ * containers per tensor and nests a handful of levels deep; these leave orders of magnitude of room above the
+ * largest real checkpoint (a 2.5B-parameter model's pickle is a few MB) and stop hostile pickles early with a
+ * one-line error, instead of running out of memory or stack.
+ */
+export const PICKLE_LIMITS = {
+  /** Opcodes executed. */
+  maxOps: 50_000_000,
+  /** Open MARKs at once, and the nesting depth of the values built. */
+  maxDepth: 1000,
+  /** Values on the stack, all open MARKs included. */
+  maxStack: 1_000_000,
+  /** Memo slots (a JS Map holds at most 2^24). */
+  maxMemo: 1 << 20,
+  /** Containers (lists, tuples, dicts) and objects from the hooks, each costing memory beyond its opcode. */
+  maxObjects: 10_000_000,
+  /** Bytes of one LONG1/LONG4 integer; and digits of a text INT/LONG, as Python's default int_max_str_digits. */
+  maxLongBytes: 1 << 20,
+  maxIntDigits: 4300,
+} as const;
 
 /**
  * Runs the pickle in `data` and returns the object STOP leaves. `source` names the stream in errors.
@@ -136,6 +162,15 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
   let stack: unknown[] = [];
   const marks: unknown[][] = [];
   const memo = new Map<number, unknown>();
+  const L = PICKLE_LIMITS;
+  let ops = 0;
+  let objects = 0;
+  let savedItems = 0; // values held in the stacks that open MARKs put aside
+  // Nesting depth of each container built, so a million-deep tuple is refused here rather than overflowing
+  // the stack of whatever walks it later. (Consumers must still not recurse without bound: a list can be
+  // filled after it was nested, or contain itself, through the memo.)
+  const depthOf = new WeakMap<object, number>();
+  const depth = (v: unknown): number => (typeof v === "object" && v !== null ? (depthOf.get(v) ?? 0) : 0);
 
   // Annotated so that calls narrow types: TypeScript only treats explicitly typed functions as never-returning.
   const fail: (why: string, at?: number) => never = (why, at = pos) => {
@@ -183,7 +218,19 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
     const prev = marks.pop();
     if (!prev) fail("no MARK to pop to");
     stack = prev;
+    savedItems -= prev.length;
     return items;
+  };
+  /** Records a new object (a container, or what a hook made) and that `container` now holds `items`. */
+  const made = <T>(v: T): T => {
+    if (++objects > L.maxObjects) fail(`more than ${L.maxObjects} objects`);
+    return v;
+  };
+  const holds = (container: object, items: readonly unknown[]): void => {
+    let d = depthOf.get(container) ?? 1;
+    for (const v of items) d = Math.max(d, depth(v) + 1);
+    if (d > L.maxDepth) fail(`values nested more than ${L.maxDepth} deep`);
+    depthOf.set(container, d);
   };
   const key = (k: unknown): PyKey => {
     if (k === null || ["string", "number", "bigint", "boolean"].includes(typeof k)) return k as PyKey;
@@ -193,24 +240,39 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
     if (!(d instanceof Map)) fail("SETITEM(S) on something that is not a dict");
     if (items.length % 2 !== 0) fail("SETITEMS with an odd number of items");
     for (let i = 0; i < items.length; i += 2) d.set(key(items[i]), items[i + 1]);
+    holds(d, items);
   };
   const appendItems = (l: unknown, items: unknown[]): void => {
     if (!isList(l)) fail("APPEND(S) on something that is not a list");
     for (const v of items) l.push(v);
+    holds(l, items);
   };
   const memoGet = (i: number): unknown => {
     if (!memo.has(i)) fail(`memo slot ${i} is empty`);
     return memo.get(i);
   };
   const memoPut = (i: number): void => {
+    if (memo.size >= L.maxMemo && !memo.has(i)) fail(`more than ${L.maxMemo} memo entries`);
     memo.set(i, top());
   };
   const textIndex = (s: string): number =>
     /^\d+$/.test(s) ? Number(s) : fail(`bad memo index ${JSON.stringify(s)}`);
-  const tuple = (items: unknown[]): readonly unknown[] => Object.freeze(items);
+  const tuple = (items: unknown[]): readonly unknown[] => {
+    const t = made(Object.freeze(items));
+    holds(t, items);
+    return t;
+  };
+  const bigInt = (s: string, what: string, at: number): number | bigint => {
+    if (!/^[+-]?\d+$/.test(s)) fail(`bad ${what} ${JSON.stringify(s)}`, at);
+    // BigInt() of a decimal string is quadratic in its length; Python refuses long ones by default too.
+    if (s.length > L.maxIntDigits) fail(`an ${what} of more than ${L.maxIntDigits} digits`, at);
+    return toInt(BigInt(s));
+  };
 
   for (;;) {
     const at = pos;
+    if (++ops > L.maxOps) fail(`more than ${L.maxOps} opcodes`);
+    if (stack.length + savedItems > L.maxStack) fail(`more than ${L.maxStack} values on the stack`);
     const op = u8();
     switch (op) {
       case OP.PROTO:
@@ -225,7 +287,9 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
         return result;
       }
       case OP.MARK:
+        if (marks.length >= L.maxDepth) fail(`more than ${L.maxDepth} MARKs open`, at);
         marks.push(stack);
+        savedItems += stack.length;
         stack = [];
         break;
       case OP.POP:
@@ -263,6 +327,7 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
       case OP.LONG4: {
         const n = dv.getInt32(need(4), true);
         if (n < 0) fail("negative LONG4 length", at);
+        if (n > L.maxLongBytes) fail(`a LONG4 of more than ${L.maxLongBytes} bytes`, at);
         stack.push(decodeLong(bytes(n)));
         break;
       }
@@ -271,14 +336,11 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
         // Protocol 0 spells booleans as INT 00/01.
         if (s === "00") stack.push(false);
         else if (s === "01") stack.push(true);
-        else if (/^[+-]?\d+$/.test(s)) stack.push(toInt(BigInt(s)));
-        else fail(`bad INT ${JSON.stringify(s)}`, at);
+        else stack.push(bigInt(s, "INT", at));
         break;
       }
       case OP.LONG: {
-        const s = line().trim().replace(/L$/, "");
-        if (!/^[+-]?\d+$/.test(s)) fail(`bad LONG ${JSON.stringify(s)}`, at);
-        stack.push(toInt(BigInt(s)));
+        stack.push(bigInt(line().trim().replace(/L$/, ""), "LONG", at));
         break;
       }
       case OP.BINFLOAT:
@@ -319,10 +381,10 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
         stack.push(bytes(u64()).slice());
         break;
       case OP.EMPTY_DICT:
-        stack.push(new Map<PyKey, unknown>());
+        stack.push(made(new Map<PyKey, unknown>()));
         break;
       case OP.EMPTY_LIST:
-        stack.push([]);
+        stack.push(made([]));
         break;
       case OP.EMPTY_TUPLE:
         stack.push(tuple([]));
@@ -349,12 +411,13 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
         break;
       }
       case OP.LIST: {
-        const l = popMark();
+        const l = made(popMark());
+        holds(l, l);
         stack.push(l);
         break;
       }
       case OP.DICT: {
-        const d = new Map<PyKey, unknown>();
+        const d = made(new Map<PyKey, unknown>());
         setItems(d, popMark());
         stack.push(d);
         break;
@@ -419,27 +482,27 @@ export function unpickle(data: Uint8Array, hooks: UnpickleHooks, source: string)
         const args = pop();
         const fn = pop();
         if (!isTuple(args)) fail("REDUCE arguments are not a tuple", at);
-        stack.push(hooks.call(fn, args));
+        stack.push(made(hooks.call(fn, args)));
         break;
       }
       case OP.NEWOBJ: {
         const args = pop();
         const cls = pop();
         if (!isTuple(args)) fail("NEWOBJ arguments are not a tuple", at);
-        stack.push(hooks.call(cls, args));
+        stack.push(made(hooks.call(cls, args)));
         break;
       }
       case OP.BUILD: {
         const state = pop();
         const obj = pop();
-        stack.push(hooks.build(obj, state));
+        stack.push(made(hooks.build(obj, state)));
         break;
       }
       case OP.BINPERSID:
-        stack.push(hooks.persistentLoad(pop()));
+        stack.push(made(hooks.persistentLoad(pop())));
         break;
       case OP.PERSID:
-        stack.push(hooks.persistentLoad(line()));
+        stack.push(made(hooks.persistentLoad(line())));
         break;
       default: {
         const name = OP_NAMES.get(op);

@@ -6,8 +6,8 @@
 // Files come from outside (downloads, other tools, half-written checkpoints), so the reader validates as strictly
 // as the reference implementation and reports every defect as a one-line UserError naming the file: a corrupt
 // checkpoint is the user's problem to fix, not a crash to debug.
-import fs from "node:fs";
 import { UserError } from "../util/errors.js";
+import { readRegularFile } from "../util/files.js";
 import { writeFileAtomic } from "./atomic.js";
 
 // In the reference implementation's enum order, which is also its sort order when writing (see `dtypeRank`).
@@ -466,15 +466,12 @@ export function parseSafetensors(buf: Uint8Array, source: string = "<buffer>"): 
   return new SafetensorsFile(source, metadata, tensors, n);
 }
 
-/** Reads and parses a file; an unreadable file is a UserError too. */
+/**
+ * Reads and parses a file; an unreadable file is a UserError too, and so is anything but a regular file (a
+ * symlink to /dev/zero would read without end, a FIFO would block).
+ */
 export function readSafetensors(path: string): SafetensorsFile {
-  let buf: Uint8Array;
-  try {
-    buf = fs.readFileSync(path);
-  } catch (err) {
-    throw new UserError(`cannot read ${path}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-  return parseSafetensors(buf, path);
+  return parseSafetensors(readRegularFile(path, Infinity, "a safetensors file"), path);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -184,6 +184,9 @@ function safeCount(v: unknown): v is number {
   return typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
 }
 
+/** The largest `data.pkl` read (the tensors' data lives beside it, not in it). */
+export const MAX_PICKLE_BYTES = 256 << 20;
+
 export class TorchCheckpoint {
   /** The unpickled object: Maps, arrays, primitives and TorchTensors. */
   readonly root: unknown;
@@ -208,6 +211,11 @@ export class TorchCheckpoint {
     if (bo !== "little" && bo !== "big")
       throw new UserError(`${source}: unknown byteorder record ${JSON.stringify(bo)}`);
     this.byteorder = bo;
+    // The pickle only describes the tensors (a few MB for the largest models); a bigger one is not a checkpoint.
+    if (pkls[0].size > MAX_PICKLE_BYTES)
+      throw new UserError(
+        `${source}: ${pkls[0].name} is ${pkls[0].size} bytes, more than the ${MAX_PICKLE_BYTES} a checkpoint's pickle may be`,
+      );
     this.root = unpickle(zip.read(pkls[0]), this.hooks(), `${source}: ${pkls[0].name}`);
   }
 
@@ -320,11 +328,23 @@ export class TorchCheckpoint {
   }
 }
 
-function describe(v: unknown): string {
+// A value from the pickle for an error message. Pickled values can be nested a thousand deep, contain themselves
+// (a list appended to itself through the memo) or be huge: only the first levels and items are shown.
+function describe(v: unknown, depth = 0): string {
   if (v instanceof AllowedGlobal) return v.qualname;
-  if (Array.isArray(v)) return `(${v.map(describe).join(", ")})`;
-  if (typeof v === "string") return JSON.stringify(v);
-  return String(v);
+  if (Array.isArray(v)) {
+    if (depth >= 3) return "(...)";
+    const items = v.slice(0, 6).map((x) => describe(x, depth + 1));
+    if (v.length > 6) items.push(`... ${v.length - 6} more`);
+    return `(${items.join(", ")})`;
+  }
+  if (typeof v === "string") return JSON.stringify(v.length > 100 ? `${v.slice(0, 100)}...` : v);
+  // Decimal printing is quadratic in the length; a hostile LONG4 may hold a million bytes.
+  if (typeof v === "bigint" && v.toString(16).length > 32)
+    return `<an integer of ${v.toString(16).length * 4} bits>`;
+  if (v instanceof Map) return `{dict of ${v.size}}`;
+  if (v instanceof Uint8Array) return `b<${v.length} bytes>`;
+  return typeof v === "object" && v !== null ? Object.prototype.toString.call(v) : String(v);
 }
 
 function rebuildTensor(args: readonly unknown[], little: boolean, fail: (why: string) => never): TorchTensor {

@@ -9,9 +9,11 @@
 // aligned to 64 bytes by padding the local header's extra field with a "FB" record (torch memory-maps records and
 // expects that alignment), ZIP64 records only when a size or offset needs them.
 
+import buffer from "node:buffer";
 import fs from "node:fs";
 import zlib from "node:zlib";
 import { UserError } from "../util/errors.js";
+import { openRegularFile } from "../util/files.js";
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -76,14 +78,8 @@ export function bufferSource(buf: Uint8Array): ByteSource {
 }
 
 export function fileSource(path: string): ByteSource {
-  let fd: number;
-  let size: number;
-  try {
-    fd = fs.openSync(path, "r");
-    size = fs.fstatSync(fd).size;
-  } catch (e) {
-    throw new UserError(`cannot read ${path}: ${e instanceof Error ? e.message : String(e)}`);
-  }
+  // Regular files only: a FIFO or a device would block or never end.
+  const { fd, size } = openRegularFile(path);
   let open = true;
   return {
     size,
@@ -270,9 +266,19 @@ export class ZipReader {
       if (e.compressedSize !== e.size) this.bad(`${what} is stored but its two sizes differ`);
       data = raw;
     } else if (e.method === METHOD_DEFLATE) {
+      // Deflate expands at most 1032:1, so a larger claim is a lie; and the output is capped at the declared
+      // size, so a small entry that claims little but inflates to gigabytes stops there (a "zip bomb").
+      if (e.size > e.compressedSize * 1032 + 1024)
+        this.bad(
+          `${what} claims ${e.size} bytes from ${e.compressedSize} deflated, more than deflate can give`,
+        );
+      if (e.size > buffer.constants.MAX_LENGTH)
+        this.bad(`${what} is ${e.size} bytes, more than this Node.js can hold in one buffer`);
       try {
-        data = zlib.inflateRawSync(raw);
+        data = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, e.size) });
       } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE")
+          this.bad(`${what} inflates to more than the ${e.size} bytes the directory says`);
         return this.bad(`${what} does not inflate (${err instanceof Error ? err.message : String(err)})`);
       }
       if (data.byteLength !== e.size)

@@ -6,6 +6,7 @@ import type { Backend } from "../engine/backend.js";
 import { Tensor, noGrad } from "../engine/tensor.js";
 import * as op from "../engine/ops.js";
 import type { RopeTables } from "../engine/ops.js";
+import { UserError } from "../util/errors.js";
 import { Rng } from "../util/rng.js";
 import { type ModelConfig, paramSpecs, nHeads, nKvHeads, windowOf, numStages } from "./config.js";
 import { computePools, flattenRows, type PoolLevel } from "./pooling.js";
@@ -81,6 +82,20 @@ export interface BlockOptions {
   positions?: Int32Array | null;
   /** Attention over q [B,S,H,hd], k/v [B,S,Hkv,hd] (default: causal with the stage's window). */
   attend?: (q: Tensor, k: Tensor, v: Tensor) => Tensor;
+}
+
+/**
+ * Ids come from files (fixtures, checkpoints' data) as well as from the byte pipeline: one outside the
+ * vocabulary would index past the embedding table, so it is refused with its position.
+ */
+export function checkTokenIds(tokens: ArrayLike<number>, vocabSize: number): void {
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (!(Number.isInteger(t) && t >= 0 && t < vocabSize))
+      throw new UserError(
+        `token id ${t} at position ${i} is outside the vocabulary: ids are 0-255 (bytes), 256 (BOS) and 257 (EOS)`,
+      );
+  }
 }
 
 export class AUNet {
@@ -241,6 +256,7 @@ export class AUNet {
     const m = this.config;
     if (tokens.length !== B * S || levelMask.length !== B * S)
       throw new Error(`forward: expected ${B}x${S} tokens and level masks`);
+    checkTokenIds(tokens, m.vocab_size);
     const caps = opts.caps !== false;
     if (caps && S > m.max_seqlens[0])
       throw new Error(`sequence of ${S} bytes is longer than max_seqlens[0] = ${m.max_seqlens[0]}`);
@@ -293,8 +309,9 @@ export class AUNet {
     S: number,
     opts: ForwardOptions = {},
   ): ForwardResult & { loss: Tensor; rowLoss: Float32Array } {
-    const r = this.forward(tokens, levelMask, B, S, opts);
     const V = this.config.vocab_size;
+    checkTokenIds(targets, V);
+    const r = this.forward(tokens, levelMask, B, S, opts);
     const { loss, rowLoss } = op.crossEntropy(op.reshape(r.logits, [B * S, V]), targets);
     return { ...r, loss, rowLoss };
   }

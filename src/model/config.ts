@@ -73,14 +73,47 @@ function isObj(v: Json): v is Record<string, Json> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-function intList(v: Json, name: string): number[] {
+/**
+ * The largest shapes a config may ask for. Far above the paper's models (dimensions up to 4096, a few dozen
+ * layers, 8 KB sequences) and below what would overflow a JS array or take minutes before any check: `layers:
+ * [1e8, 1]` used to build 9e8 parameter descriptions (4.5 GB) and `seq_len: 1e9` to fail deep inside with a
+ * RangeError after 4 GB. Whether a valid config fits the machine is a separate question: see impliedMemory.
+ */
+export const CONFIG_LIMITS = {
+  maxStages: 8,
+  maxDimension: 32768,
+  maxLayers: 1024,
+  /** Bytes per sequence (max_seqlens[0], data.seq_len) and any other stage's cap. */
+  maxSeqLen: 1 << 20,
+  maxSlidingWindow: 1 << 20,
+  /** Elements of one parameter tensor: a Float32Array must be able to hold it. */
+  maxTensorElements: 2 ** 31 - 1,
+  maxParameters: 1e11,
+} as const;
+
+function intList(v: Json, name: string, lo: number, hi: number): number[] {
   if (!Array.isArray(v) || v.length === 0)
     throw new UserError(`model.${name} must be a non-empty list of integers`);
+  if (v.length > CONFIG_LIMITS.maxStages)
+    throw new UserError(
+      `model.${name} has ${v.length} entries; at most ${CONFIG_LIMITS.maxStages} stages are supported`,
+    );
   return v.map((x, i) => {
     if (typeof x !== "number" || !Number.isInteger(x))
       throw new UserError(`model.${name}[${i}] must be an integer, got ${JSON.stringify(x)}`);
+    if (x < lo || x > hi)
+      throw new UserError(`model.${name}[${i}] = ${x} is out of range: it must lie in [${lo}, ${hi}]`);
     return x;
   });
+}
+
+/** A sequence length from the config or a flag: an integer in [1, maxSeqLen]. */
+function seqLength(v: Json, name: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > CONFIG_LIMITS.maxSeqLen)
+    throw new UserError(
+      `${name} must be an integer from 1 to ${CONFIG_LIMITS.maxSeqLen} (bytes per sequence), got ${JSON.stringify(v)}`,
+    );
+  return v;
 }
 
 function num(v: Json, name: string, dflt: number): number {
@@ -118,12 +151,16 @@ export function parseConfig(raw: Json, overrides: { seqLen?: number } = {}): AUN
     if (!KNOWN_MODEL_KEYS.has(k)) throw new UserError(`unknown key model.${k}`);
   const data = isObj(raw.data) ? raw.data : {};
 
-  const dimensions = intList(mr.dimensions, "dimensions");
+  const L = CONFIG_LIMITS;
+  const dimensions = intList(mr.dimensions, "dimensions", 1, L.maxDimension);
   const n = dimensions.length;
-  const layers = intList(mr.layers, "layers");
-  const head_dims = intList(mr.head_dims, "head_dims");
+  const layers = intList(mr.layers, "layers", 0, L.maxLayers);
+  const head_dims = intList(mr.head_dims, "head_dims", 1, L.maxDimension);
+  // -1 (max_seqlens[0] only) stands for data.seq_len.
   let max_seqlens =
-    mr.max_seqlens === undefined || mr.max_seqlens === null ? null : intList(mr.max_seqlens, "max_seqlens");
+    mr.max_seqlens === undefined || mr.max_seqlens === null
+      ? null
+      : intList(mr.max_seqlens, "max_seqlens", -1, L.maxSeqLen);
   for (const [name, list] of [
     ["layers", layers],
     ["head_dims", head_dims],
@@ -134,7 +171,12 @@ export function parseConfig(raw: Json, overrides: { seqLen?: number } = {}): AUN
       );
 
   const dataSeq = data.seq_len;
-  let seqLen = overrides.seqLen ?? (typeof dataSeq === "number" ? dataSeq : undefined);
+  let seqLen =
+    overrides.seqLen !== undefined
+      ? seqLength(overrides.seqLen, "the sequence length")
+      : dataSeq === undefined || dataSeq === null
+        ? undefined
+        : seqLength(dataSeq, "data.seq_len");
   if (max_seqlens === null) {
     if (n > 1) throw new UserError("model.max_seqlens is required when there is more than one stage");
     if (seqLen === undefined)
@@ -159,6 +201,10 @@ export function parseConfig(raw: Json, overrides: { seqLen?: number } = {}): AUN
         `model.dimensions[${i}] = ${dimensions[i]} is not a multiple of head_dims[${i}] = ${head_dims[i]}`,
       );
     if (max_seqlens[i] <= 0) throw new UserError(`model.max_seqlens[${i}] must be positive`);
+    if (head_dims[i] > dimensions[i])
+      throw new UserError(
+        `model.head_dims[${i}] = ${head_dims[i]} exceeds model.dimensions[${i}] = ${dimensions[i]}`,
+      );
     if (i > 0 && max_seqlens[i] > max_seqlens[i - 1])
       throw new UserError(
         `model.max_seqlens must not grow with depth: max_seqlens[${i}] = ${max_seqlens[i]} > max_seqlens[${i - 1}] = ${max_seqlens[i - 1]}`,
@@ -171,8 +217,10 @@ export function parseConfig(raw: Json, overrides: { seqLen?: number } = {}): AUN
       throw new UserError(`model.sliding_windows must be null or a list of ${n} entries (one per stage)`);
     sliding_windows = mr.sliding_windows.map((w, i) => {
       if (w === null) return null;
-      if (typeof w !== "number" || !Number.isInteger(w) || w <= 0)
-        throw new UserError(`model.sliding_windows[${i}] must be a positive integer or null`);
+      if (typeof w !== "number" || !Number.isInteger(w) || w <= 0 || w > L.maxSlidingWindow)
+        throw new UserError(
+          `model.sliding_windows[${i}] must be null or an integer from 1 to ${L.maxSlidingWindow}, got ${JSON.stringify(w)}`,
+        );
       return w;
     });
   }
@@ -205,12 +253,12 @@ export function parseConfig(raw: Json, overrides: { seqLen?: number } = {}): AUN
         : num(br.ffn_dim_multiplier, "model.block.ffn_dim_multiplier", 1),
     n_kv_heads: nKv === undefined || nKv === null ? null : num(nKv, "model.block.n_kv_heads", 1),
   };
-  if (!Number.isInteger(block.multiple_of) || block.multiple_of <= 0)
-    throw new UserError("model.block.multiple_of must be a positive integer");
+  if (!Number.isInteger(block.multiple_of) || block.multiple_of <= 0 || block.multiple_of > 1 << 16)
+    throw new UserError(`model.block.multiple_of must be an integer from 1 to ${1 << 16}`);
   if (block.rope_theta <= 0) throw new UserError("model.block.rope_theta must be positive");
   if (block.norm_eps < 0) throw new UserError("model.block.norm_eps must be >= 0");
-  if (block.ffn_dim_multiplier !== null && block.ffn_dim_multiplier <= 0)
-    throw new UserError("model.block.ffn_dim_multiplier must be positive");
+  if (block.ffn_dim_multiplier !== null && !(block.ffn_dim_multiplier > 0 && block.ffn_dim_multiplier <= 64))
+    throw new UserError("model.block.ffn_dim_multiplier must be positive and at most 64");
   if (block.n_kv_heads !== null) {
     if (!Number.isInteger(block.n_kv_heads) || block.n_kv_heads <= 0)
       throw new UserError("model.block.n_kv_heads must be a positive integer or null");
@@ -267,7 +315,30 @@ export function parseConfig(raw: Json, overrides: { seqLen?: number } = {}): AUN
     lambda_level,
     norm_eps: num(mr.norm_eps, "model.norm_eps", 1e-5),
   };
+  checkSize(model);
   return { model, strategy, strategyRaw: { ...strategyObj }, seqLen };
+}
+
+// Within the per-field ranges a config can still describe tensors no Float32Array can hold; refuse those by
+// arithmetic, before anything is allocated.
+function checkSize(m: ModelConfig): void {
+  const L = CONFIG_LIMITS;
+  for (let i = 0; i < m.dimensions.length; i++) {
+    const d = m.dimensions[i];
+    const biggest = Math.max(
+      ffnHidden(d, m.block) * d,
+      i + 1 < m.dimensions.length ? 16 * d * m.dimensions[i + 1] : 0,
+    );
+    if (biggest > L.maxTensorElements)
+      throw new UserError(
+        `stage ${i} (dimension ${d}) needs a weight matrix of ${biggest} elements, more than the ${L.maxTensorElements} one tensor can hold`,
+      );
+  }
+  const total = countParams(m).total;
+  if (total > L.maxParameters)
+    throw new UserError(
+      `the config has ${total.toExponential(2)} parameters, more than the ${L.maxParameters.toExponential(0)} supported`,
+    );
 }
 
 function defaultStrategy(n: number): Record<string, string> {
@@ -346,13 +417,102 @@ export function paramSpecs(m: ModelConfig): ParamSpec[] {
   return specs;
 }
 
+/**
+ * Parameter counts, by arithmetic over the same shapes paramSpecs lists (so it costs nothing however many
+ * layers a config asks for; a test checks the two agree).
+ */
 export function countParams(m: ModelConfig): { total: number; nonEmbedding: number } {
-  let total = 0,
-    emb = 0;
-  for (const s of paramSpecs(m)) {
-    const k = s.shape.reduce((a, b) => a * b, 1);
-    total += k;
-    if (s.name === "tok_embeddings.weight" || s.name === "vocab.weight") emb += k;
+  const n = m.dimensions.length;
+  const emb = 2 * m.vocab_size * m.dimensions[0];
+  let total = emb + m.dimensions[0];
+  const layer = (stage: number): number => {
+    const d = m.dimensions[stage];
+    const kv = nKvHeads(m, stage) * m.head_dims[stage];
+    return 2 * d * d + 2 * kv * d + 3 * ffnHidden(d, m.block) * d + 2 * d;
+  };
+  for (let i = 0; i < n - 1; i++) {
+    const di = m.dimensions[i],
+      dn = m.dimensions[i + 1];
+    total += 2 * m.layers[i] * layer(i) + di + dn + 2 * di * dn;
+    if (m.pooling_type === "simple_indexed_matmul") total += 16 * di * dn;
+    if (m.pooling_type === "simple_repeat") total += 16 * dn;
   }
+  total += m.layers[n - 1] * layer(n - 1);
   return { total, nonEmbedding: total - emb };
+}
+
+export interface MemoryEstimate {
+  parameters: number;
+  /** The weights as float32. */
+  weightBytes: number;
+  /** Training only: gradients and the two AdamW moments, float32 each. */
+  optimizerBytes: number;
+  /** What the activations of one step hold at their peak (training keeps every layer's; inference one). */
+  activationBytes: number;
+  totalBytes: number;
+}
+
+/**
+ * The memory a config implies for `batch` rows of `seqLen` bytes (default: max_seqlens[0]), training or not.
+ * An estimate for refusing absurd runs before they allocate, not an accounting: activations count, per layer
+ * and position, the saved inputs of the attention and feed-forward blocks (about 12 d + 3 ffn floats) and the
+ * attention scores and probabilities (2 per head and visible key, windows included), plus the logits.
+ */
+export function impliedMemory(
+  m: ModelConfig,
+  opts: { batch?: number; seqLen?: number; training?: boolean } = {},
+): MemoryEstimate {
+  const batch = opts.batch ?? 1;
+  const training = opts.training ?? true;
+  const n = m.dimensions.length;
+  const parameters = countParams(m).total;
+  const seq0 = opts.seqLen ?? m.max_seqlens[0];
+  let layerFloats = 0;
+  let largestLayer = 0;
+  for (let i = 0; i < n; i++) {
+    const positions = i === 0 ? seq0 : Math.min(m.max_seqlens[i], seq0);
+    const w = windowOf(m, i);
+    const keys = w > 0 ? Math.min(w, positions) : positions;
+    const d = m.dimensions[i];
+    const perLayer =
+      batch * positions * (12 * d + 3 * ffnHidden(d, m.block)) + 2 * batch * nHeads(m, i) * positions * keys;
+    const count = i === n - 1 ? m.layers[i] : 2 * m.layers[i];
+    layerFloats += count * perLayer;
+    if (count > 0) largestLayer = Math.max(largestLayer, perLayer);
+  }
+  const logitFloats = 3 * batch * seq0 * m.vocab_size;
+  const weightBytes = 4 * parameters;
+  const optimizerBytes = training ? 3 * weightBytes : 0;
+  const activationBytes = 4 * ((training ? layerFloats : largestLayer) + logitFloats);
+  return {
+    parameters,
+    weightBytes,
+    optimizerBytes,
+    activationBytes,
+    totalBytes: weightBytes + optimizerBytes + activationBytes,
+  };
+}
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(bytes < 2 ** 30 ? 3 : 1)} GiB`;
+}
+
+/** Throws a UserError naming the parts when impliedMemory exceeds `limitBytes` (the caller's budget). */
+export function checkMemory(
+  m: ModelConfig,
+  opts: { batch?: number; seqLen?: number; training?: boolean },
+  limitBytes: number,
+): MemoryEstimate {
+  const est = impliedMemory(m, opts);
+  if (est.totalBytes > limitBytes) {
+    const what = (opts.training ?? true) ? "training" : "running";
+    throw new UserError(
+      `${what} this config would need about ${gib(est.totalBytes)} (${est.parameters} parameters: weights ` +
+        `${gib(est.weightBytes)}` +
+        (est.optimizerBytes ? `, gradients and AdamW moments ${gib(est.optimizerBytes)}` : "") +
+        `; activations for ${opts.batch ?? 1} x ${opts.seqLen ?? m.max_seqlens[0]} bytes about ` +
+        `${gib(est.activationBytes)}), more than the ${gib(limitBytes)} allowed: use a smaller model, batch or sequence length`,
+    );
+  }
+  return est;
 }
