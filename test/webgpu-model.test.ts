@@ -2,16 +2,21 @@
 // gradient of a backward pass seeded with a given dL/dlogits, read back asynchronously at the end. The seed
 // stands in for the loss because the op layer's cross-entropy reads the per-row losses synchronously
 // (src/engine/ops.ts crossEntropy and sum), which WebGPU cannot do. Random 3-stage models cover the three
-// pooling types, sliding windows, grouped-query attention and residuals on and off.
+// pooling types, sliding windows, grouped-query attention and residuals on and off. Then the synchronous
+// form (the device in a worker thread) runs the whole official check on a shared fixture: logits, loss,
+// every gradient, pooling indices and the generation traces.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { RefBackend } from "../src/backends/ref.js";
-import { WebGPUBackend, createWebGPUBackend } from "../src/backends/webgpu/index.js";
+import { WebGPUBackend, WebGPUWorkerBackend, createWebGPUBackend } from "../src/backends/webgpu/index.js";
+import { checkFixture } from "../src/eval/check-fixture.js";
 import { AUNet } from "../src/model/aunet.js";
 import { parseConfig, type ModelConfig } from "../src/model/config.js";
 import { Tensor, backward, clearTape } from "../src/engine/tensor.js";
 import { Rng } from "../src/util/rng.js";
-import { randn, randInts } from "./helpers.js";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { FIXTURES, randn, randInts } from "./helpers.js";
 
 let gpu: WebGPUBackend | null = null;
 let skip: string | false = false;
@@ -98,3 +103,23 @@ for (const pooling of ["simple_indexed_matmul", "simple_repeat", "simple"] as co
     assert.ok(logitsErr <= TOL, `logits error ${logitsErr}`);
     assert.ok(worst.err <= TOL, `${worst.name} error ${worst.err}`);
   });
+
+const FIXTURE = join(FIXTURES, "2stage_word_english");
+
+test("webgpu (worker, synchronous interface): check-fixture on an official fixture", async (t) => {
+  if (skip) return t.skip(skip);
+  if (!existsSync(join(FIXTURE, "expected.safetensors"))) return t.skip(`no fixture at ${FIXTURE}`);
+  const be = new WebGPUWorkerBackend();
+  try {
+    const r = checkFixture(FIXTURE, be);
+    // The CPU backends' tolerances (test/model.test.ts).
+    assert.ok(r.logitsMaxAbsErr <= 1e-4, `logits error ${r.logitsMaxAbsErr}`);
+    assert.ok(r.lossRelErr <= 1e-5, `loss error ${r.lossRelErr}`);
+    assert.ok(r.worstGrad.relErr <= 1e-3, `gradient ${r.worstGrad.name} error ${r.worstGrad.relErr}`);
+    for (const [k, v] of Object.entries(r.integers)) assert.ok(v, `${k} differs`);
+    for (const g of r.generate) assert.ok(g.pass, `${g.trace}: ${JSON.stringify(g)}`);
+    assert.ok(r.pass);
+  } finally {
+    be.destroy();
+  }
+});
