@@ -8,7 +8,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { RefBackend } from "../src/backends/ref.js";
-import { WebGPUBackend, WebGPUWorkerBackend, createWebGPUBackend } from "../src/backends/webgpu/index.js";
+import { WebGPUBackend, createWebGPUBackend } from "../src/backends/webgpu/index.js";
+import { WebGPUWorkerBackend } from "../src/backends/webgpu/sync.js";
 import { checkFixture } from "../src/eval/check-fixture.js";
 import { AUNet } from "../src/model/aunet.js";
 import { parseConfig, type ModelConfig } from "../src/model/config.js";

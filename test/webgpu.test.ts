@@ -4,6 +4,8 @@
 // tests skip with the reason, unless AUNET_REQUIRE_WEBGPU=1 (CI) makes that a failure.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import type { Backend, Storage } from "../src/engine/backend.js";
 import { RefBackend } from "../src/backends/ref.js";
 import { WebGPUBackend, acquireDevice, segmentsOf, type GpuDevice } from "../src/backends/webgpu/index.js";
@@ -383,4 +385,20 @@ maybe("webgpu: AdamW, gradient scale from a uniform and from the device", async 
     },
     TOL,
   );
+});
+
+test("webgpu: the backend's import graph is free of Node modules (it loads in a page)", () => {
+  const seen = new Set<string>();
+  const stack = [resolve("src/backends/webgpu/index.ts")];
+  while (stack.length > 0) {
+    const file = stack.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const src = readFileSync(file, "utf8");
+    for (const m of src.matchAll(/^\s*(?:import|export)\b[^;]*?from\s+"([^"]+)"/gm)) {
+      assert.ok(m[1].startsWith("."), `${file} imports ${m[1]}`);
+      stack.push(resolve(dirname(file), m[1].replace(/\.js$/, ".ts")));
+    }
+  }
+  assert.ok(seen.has(resolve("src/backends/webgpu/kernels.ts")));
 });

@@ -7,4 +7,3 @@ export {
   type WebGPUOptions,
 } from "./backend.js";
 export { acquireDevice, type GpuDevice } from "./gpu.js";
-export { WebGPUWorkerBackend } from "./sync.js";
