@@ -5,6 +5,10 @@ import { RefBackend } from "./ref.js";
 import { UserError } from "../util/errors.js";
 import { loadNativeBackend } from "./native.js";
 
+import { WebGPUWorkerBackend } from "./webgpu/sync.js";
+
+export { createWebGPUBackend } from "./webgpu/index.js";
+
 let current: Backend | null = null;
 
 export function defaultBackend(): Backend {
@@ -22,7 +26,13 @@ export function defaultBackend(): Backend {
         `aunet: native CPU backend unavailable (${nb.error}); using the slower reference backend\n`,
       );
     current = nb.backend ?? new RefBackend();
-  } else throw new UserError(`AUNET_BACKEND must be cpu or ref, got "${want}"`);
+  } else if (want === "webgpu") {
+    try {
+      current = new WebGPUWorkerBackend();
+    } catch (e) {
+      throw new UserError(`AUNET_BACKEND=webgpu: ${(e as Error).message}`);
+    }
+  } else throw new UserError(`AUNET_BACKEND must be cpu, ref or webgpu, got "${want}"`);
   return current;
 }
 
