@@ -4,9 +4,11 @@
 #include "aunet.h"
 #include "simd.h"
 
-// 4 x 16: 16 accumulators, 4 B vectors and a broadcast. V8 keeps them in the 16 xmm/ymm registers of x86-64
-// (measured faster than 6 x 8 and 4 x 8 on this project's machine).
-#define MR 4
+// 2 x 16: 8 accumulators, 4 B vectors and a broadcast. Measured on this project's machine (Zen 5, Node 20,
+// 256^3 and 192x256x512, best of 60): 2x16 ran at 45 GFLOP/s, 2x8 at 43, 1x16 at 35, 4x16 at 23 (V8's
+// code generator maps wasm locals onto the 16 xmm registers of x86-64, and the larger tiles do not fit),
+// which is close to this core's rate for separate 4-lane multiplies and adds.
+#define MR 2
 #define NV 4
 #define NR (4 * NV)
 #define KC 256
