@@ -25,7 +25,7 @@ prints a generated sample. Starts afresh each time (runs/demo is replaced).
 options:
   --time-limit T   training time: seconds or 90s, 5m (default 3.5m)
   --out DIR        run directory (default runs/demo)
-  --config C       preset or config file (default small; mini on the reference backend)
+  --config C       preset or config file (default small; mini on the reference and wasm backends)
   --prompt TEXT    text to continue (default "The whale")
   --sample N       bytes to generate (default 300)
   --seed N         seed for data order, initialisation and sampling (default: the preset's)
@@ -57,8 +57,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const timeLimit = duration(f, "time-limit") ?? 210;
   const seed = num(f, "seed", { int: true, min: 0 });
   const backend = defaultBackend();
-  // The reference backend is about 30x slower than the native one: give it a model it can train in minutes.
-  const preset = str(f, "config") ?? (backend.name === "ref" ? "mini" : "small");
+  // The reference and wasm backends are about 30x and 6x slower than the native one: give them a model they
+  // can train in minutes.
+  const preset = str(f, "config") ?? (backend.name === "ref" || backend.name === "wasm" ? "mini" : "small");
   const config = parseRunConfig(applyOverrides(loadRawConfig(preset), { seed }));
   const log = (s: string) => process.stderr.write(s + "\n");
 
