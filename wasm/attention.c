@@ -110,13 +110,20 @@ static void attention_block(float* out, float* lse, const float* q, const float*
       for (long j = 0; j < a; j++) s[j] = 0.f;
       for (long j = lmax(e, a); j < bk; j++) s[j] = 0.f;
       if (e <= a) continue;
-      float m = mq[i];
-      for (long j = a; j < e; j++) {
+      vf sc = vset(P->scale), mx = vset(mq[i]);
+      long j = a;
+      for (; j + W <= e; j += W) {
+        vf x = vmul(vld(s + j), sc);
+        vst(s + j, x);
+        mx = vmax(mx, x);
+      }
+      float m = vhmax(mx);
+      for (; j < e; j++) {
         s[j] *= P->scale;
         m = s[j] > m ? s[j] : m;
       }
       vf mv = vset(m), sum = vset(0.f);
-      long j = a;
+      j = a;
       for (; j + W <= e; j += W) {
         vf p = vexp(vsub(vld(s + j), mv));
         vst(s + j, p);
@@ -130,8 +137,12 @@ static void attention_block(float* out, float* lse, const float* q, const float*
       float alpha = expf_(mq[i] - m);
       mq[i] = m;
       lq[i] = lq[i] * alpha + t;
-      if (alpha != 1.f)
-        for (long u = 0; u < hd; u++) O[i * hd + u] *= alpha;
+      if (alpha != 1.f) {
+        float* o = O + i * hd;
+        long u = 0;
+        for (; u + W <= hd; u += W) vst(o + u, vmul(vld(o + u), vset(alpha)));
+        for (; u < hd; u++) o[u] *= alpha;
+      }
     }
     Gemm gv = {bq, hd, bk, S, KB, 1, vp + j0 * krs, krs, 1, O, hd, 1};
     gemm(&gv);
