@@ -84,6 +84,30 @@ function checkIndices(a: Int32Array, limit: number, what: string): void {
     if (!(a[i] >= 0 && a[i] < limit)) fail(`${what} ${a[i]} at ${i} out of range [0, ${limit})`);
 }
 
+// The module traps in one case only: a kernel's scratch buffer cannot be allocated because the memory cannot
+// grow (the 4 GiB of wasm32, or the engine's limit). Say so instead of "RuntimeError: unreachable".
+function explainTraps(exports: WebAssembly.Exports): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [name, f] of Object.entries(exports)) {
+    if (typeof f !== "function") {
+      out[name] = f;
+      continue;
+    }
+    out[name] = (...args: unknown[]) => {
+      try {
+        return (f as (...a: unknown[]) => unknown)(...args);
+      } catch (e) {
+        if (e instanceof WebAssembly.RuntimeError)
+          throw new RangeError(
+            `wasm backend: ${name} ran out of memory for its scratch space (${e.message})`,
+          );
+        throw e;
+      }
+    };
+  }
+  return out;
+}
+
 function attnArgs(p: AttentionParams): AttnArgs {
   return [p.batch, p.sq, p.sk, p.nHeads, p.nKvHeads, p.headDim, p.qOffset, p.window, p.scale];
 }
@@ -114,7 +138,7 @@ export class WasmBackend implements Backend {
   private readonly finalizer: FinalizationRegistry<{ ptr: Ptr; bytes: number }>;
 
   constructor(instance: WebAssembly.Instance) {
-    this.k = instance.exports as unknown as WasmKernels;
+    this.k = explainTraps(instance.exports) as unknown as WasmKernels;
     this.f32 = new Float32Array(this.k.memory.buffer);
     this.i32 = new Int32Array(this.k.memory.buffer);
     this.finalizer = new FinalizationRegistry(({ ptr, bytes }) => this.k.free(ptr, bytes));
