@@ -30,7 +30,7 @@ options:
   --time-limit T   training time: seconds or 90s, 5m (default 3.5m)
   --out DIR        run directory (default runs/demo)
   --force          replace whatever run DIR holds (its checkpoints, metrics.jsonl, curve.svg, params.json)
-  --config C       preset or config file (default small; mini on the reference backend)
+  --config C       preset or config file (default small; mini on the reference and wasm backends)
   --prompt TEXT    text to continue (default "The whale")
   --sample N       bytes to generate (default 300)
   --seed N         seed for data order, initialisation and sampling (default: the preset's)
@@ -80,8 +80,9 @@ export async function demoCommand(argv: string[]): Promise<number> {
   for (const p of [trainFile, valFile])
     if (!fs.existsSync(p)) throw new UserError(`the demo corpus is missing: ${p}`);
   const backend = defaultBackend();
-  // The reference backend is about 30x slower than the native one: give it a model it can train in minutes.
-  const preset = str(f, "config") ?? (backend.name === "ref" ? "mini" : "small");
+  // The reference and wasm backends are about 30x and 6x slower than the native one: give them a model they
+  // can train in minutes.
+  const preset = str(f, "config") ?? (backend.name === "ref" || backend.name === "wasm" ? "mini" : "small");
   const config = parseRunConfig(applyOverrides(loadRawConfig(preset), { seed }));
   claimOutDir(out, f.has("force"));
   const log = (s: string) => process.stderr.write(s + "\n");
