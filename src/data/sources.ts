@@ -124,6 +124,17 @@ function isBinary(file: string, gzip: boolean): boolean {
   }
 }
 
+/** A .gz name with something else inside would only fail later, mid-stream, with zlib's "incorrect header check". */
+function isGzip(file: string): boolean {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = Buffer.alloc(2);
+    return fs.readSync(fd, buf, 0, 2, 0) === 2 && buf[0] === 0x1f && buf[1] === 0x8b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * Expand paths (files and directories) into the list of usable files, in a stable order. A path that does not
  * exist is a UserError; so is ending up with no usable file at all.
@@ -157,6 +168,7 @@ export function discoverSources(paths: readonly string[], stats: DataStats, what
       continue;
     }
     if (size === 0) stats.emptyFiles.push(f);
+    else if (gzip && !isGzip(f)) stats.unreadableFiles.push(`${f} (named .gz but not gzip data)`);
     else if (binary) stats.binaryFiles.push(f);
     else out.push({ path: f, format, gzip, size });
   }

@@ -265,6 +265,8 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
     });
     valDocs = v.docs;
     valBytes = v.bytes;
+    if (valDocs.length === 0 && valFiles)
+      throw new UserError(`--val: no text to validate on in ${opts.val!.join(", ")} (only blank lines?)`);
     if (valDocs.length === 0) say("validation: no held-out documents found; validation is skipped");
     else
       say(
