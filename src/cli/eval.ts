@@ -99,7 +99,8 @@ export async function evalCommand(
   }
   if (interrupt.signal !== null) {
     process.stderr.write(
-      `aunet eval: stopped by ${interrupt.signal} after ${r.bytes} bytes (bits per byte so far ${r.bitsPerByte.toFixed(4)})\n`,
+      `aunet eval: stopped by ${interrupt.signal} after ${r.bytes} bytes` +
+        (r.bytes > 0 ? ` (bits per byte so far ${r.bitsPerByte.toFixed(4)})\n` : "\n"),
     );
     return interrupt.exitCode;
   }
