@@ -5,7 +5,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { MAIN, makeForms, type Forms } from "./checkpoint-forms.js";
 import {
@@ -121,6 +121,11 @@ test("what is not a model is refused in one line that says what was expected", (
   copyFileSync(join(forms.paths["model-dir"], "model.safetensors"), join(bad, "lonely", "model.safetensors"));
   copyFileSync(join(forms.paths["model-dir"], "model.safetensors"), join(bad, "bare.safetensors"));
   writeFileSync(join(bad, "notes.txt"), "hello");
+  // Only regular files are read: a weights file that is a link to /dev/zero or a FIFO would never end.
+  mkdirSync(join(bad, "zero"));
+  copyFileSync(join(forms.paths["model-dir"], "params.json"), join(bad, "zero", "params.json"));
+  symlinkSync("/dev/zero", join(bad, "zero", "model.safetensors"));
+  spawnSync("mkfifo", [join(bad, "fifo.safetensors")]);
   const cases: [string, RegExp][] = [
     [join(bad, "missing"), /no such checkpoint: .*expected a run directory/],
     [join(bad, "empty"), /holds no model: expected a run directory, a checkpoint or model directory/],
@@ -129,6 +134,8 @@ test("what is not a model is refused in one line that says what was expected", (
     [join(bad, "lonely", "w.pth"), /needs a params\.json or config\.json beside it/],
     [join(bad, "bare.safetensors"), /carries no config: expected one in its metadata/],
     [join(bad, "notes.txt"), /neither a \.safetensors nor a \.pth\/\.pt file/],
+    [join(bad, "zero"), /holds no model/],
+    [join(bad, "fifo.safetensors"), /not a regular file or directory/],
   ];
   for (const [ckpt, re] of cases) {
     oneLineError(["generate", "--ckpt", ckpt, "--prompt", "x"], re);

@@ -58,6 +58,7 @@ test("bad inputs give one clear line", () => {
     /no-such-preset/,
   );
   assertUserError(["eval", "--ckpt", bad, "--data", join(dir, "none.txt")], /.+/);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 test("check-fixture exits 0 and reports JSON", (t) => {
