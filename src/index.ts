@@ -12,7 +12,9 @@ export type { ForwardOptions, ForwardResult } from "./model/aunet.js";
 export { parseConfig, paramSpecs, countParams, ffnHidden, toOfficialJson } from "./model/config.js";
 export type { AUNetConfig, ModelConfig, BlockConfig, PoolingType } from "./model/config.js";
 export { computePools } from "./model/pooling.js";
-export { loadModelDir, loadConfigFromDir } from "./io/model-dir.js";
+export { loadConfigFromDir } from "./io/model-dir.js";
+export { loadModel, loadModelDir, latestCheckpointDir, resolveCheckpoint } from "./io/checkpoint-resolver.js";
+export type { LoadedModel, ResolvedCheckpoint, CheckpointForm } from "./io/checkpoint-resolver.js";
 export {
   readSafetensors,
   parseSafetensors,

@@ -1,8 +1,10 @@
 // `aunet generate` and `aunet score` on a shared fixture model.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { makeModelDir } from "./checkpoint-forms.js";
 import { Writable } from "node:stream";
 import { generateCommand } from "../src/cli/generate.js";
 import { scoreCommand } from "../src/cli/score.js";
@@ -34,7 +36,25 @@ test("generate streams the greedy continuation of the official trace", { skip },
     out,
   );
   assert.equal(code, 0);
-  assert.equal(out.text, decodeBytes(meta.generated_tokens) + "\n");
+  assert.equal(out.text, decodeBytes(meta.generated_tokens)); // piped: the text exactly
+});
+
+test("on a terminal the generated text ends with a newline, and only one", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "aunet-gencli-"));
+  try {
+    makeModelDir(dir);
+    const args = ["--ckpt", dir, "--prompt", "The", "--max-bytes", "9", "--temperature", "0"];
+    const piped = new Collect();
+    await generateCommand(args, piped);
+    const tty = Object.assign(new Collect(), { isTTY: true });
+    await generateCommand(args, tty);
+    assert.equal(tty.text, piped.text.endsWith("\n") ? piped.text : piped.text + "\n");
+    const nl = Object.assign(new Collect(), { isTTY: true });
+    await generateCommand([...args, "--stop", "zzz", "--prompt", "x"], nl); // two prompts: labelled lines
+    assert.ok(nl.text.endsWith("\n"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test(

@@ -8,6 +8,7 @@ import { RefBackend } from "./ref.js";
 import { UserError } from "../util/errors.js";
 import { loadNativeBackend } from "./native.js";
 import { loadWasmBackend } from "./wasm-node.js";
+import { readBackendEnv } from "./env.js";
 
 import { WebGPUWorkerBackend } from "./webgpu/sync.js";
 
@@ -123,7 +124,7 @@ function announce(c: BackendChoice): void {
 /** The backend in use: set by setDefaultBackend, else chosen once from AUNET_BACKEND (default auto). */
 export function defaultBackend(): Backend {
   if (!current) {
-    const env = typeof process !== "undefined" ? (process.env.AUNET_BACKEND ?? "") : "";
+    const env = readBackendEnv().backend; // every AUNET_* variable checked, whichever backend is chosen
     try {
       current = selectBackend(env);
     } catch (e) {

@@ -8,6 +8,8 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { UserError } from "../util/errors.js";
+import { readBackendEnv } from "./env.js";
 import type {
   AdamWParams,
   AttentionParams,
@@ -298,11 +300,8 @@ export function nativeAddonPath(): string {
 }
 
 function defaultThreads(): number {
-  const env = (process.env.AUNET_THREADS ?? "").trim();
-  if (env !== "") {
-    const n = Number(env);
-    if (Number.isInteger(n) && n >= 1) return n;
-  }
+  const env = readBackendEnv().threads;
+  if (env !== undefined) return env;
   return typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length || 1;
 }
 
@@ -316,8 +315,12 @@ export function loadNativeBackend(): { backend: NativeBackend | null; error: str
     const req = createRequire(import.meta.url);
     const addon = req(file) as Addon;
     addon.setThreads(defaultThreads());
+    const isa = readBackendEnv().isa;
+    if (isa !== undefined && addon.isa() !== isa)
+      throw new UserError(`AUNET_ISA=${isa}: this CPU does not support it (its best is ${addon.isa()})`);
     loaded = { backend: new NativeBackend(addon), error: "" };
   } catch (e) {
+    if (e instanceof UserError) throw e;
     const msg = e instanceof Error ? e.message.split("\n")[0] : String(e);
     loaded = { backend: null, error: `cannot load ${file}: ${msg} (run npm install to build it)` };
   }

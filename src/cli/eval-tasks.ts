@@ -2,10 +2,9 @@
 // (nothing is downloaded). The work is in src/eval; this module parses flags, loads the model and prints.
 
 import { UserError } from "../util/errors.js";
-import { list, num, parseFlags, str, type FlagSpec, type FlagValues } from "./flags.js";
+import { intFlag, list, num, parseFlags, str, type FlagSpec, type FlagValues } from "./flags.js";
+import { CHECKPOINT_FORMS_HELP } from "../io/checkpoint-resolver.js";
 import { loadModel } from "./load-model.js";
-import { findConfigFile, readJsonFile } from "../io/model-dir.js";
-import { resolveCheckpointDir } from "../train/checkpoint.js";
 import { DataStats, discoverSources } from "../data/sources.js";
 import { Generator } from "../generate/generator.js";
 import type { Estimate } from "../eval/bootstrap.js";
@@ -30,7 +29,7 @@ import {
   type TranslationPair,
 } from "../eval/translate.js";
 
-export const EVAL_TASKS_HELP = `usage: aunet eval --task mcq|cute|translate|bpb --ckpt DIR [options]
+export const EVAL_TASKS_HELP = `usage: aunet eval --task mcq|cute|translate|bpb --ckpt PATH [options]
 
 Downstream evaluation on your own files (see docs/evaluation.md for the formats).
 
@@ -41,7 +40,8 @@ Downstream evaluation on your own files (see docs/evaluation.md for the formats)
   --task cute --file F.tsv         CUTE-style task (input1..3 + label columns, or prompt + answer):
                                    few-shot prompt, greedy answer up to the closing quote, exact match
       --shots K                    first K rows are the examples, not scored (default 4)
-      --cute-task NAME             CUTE task for the question wording (default: from the file name)
+      --cute-task NAME             CUTE task for the question wording (default: the CUTE task name that
+                                   the file name contains, e.g. cute_spell_test.tsv -> spell)
       --template T                 question with {1}, {2}, {3} for the inputs, instead of CUTE's
       --max-bytes N                bytes generated per answer (default: longest label + 16)
       --bootstrap N, --seed S      as for mcq
@@ -57,7 +57,7 @@ Downstream evaluation on your own files (see docs/evaluation.md for the formats)
       --doc-bytes N                plain-text document size (default: the checkpoint's, else 8192)
 
 common options:
-  --ckpt DIR        a model directory, a checkpoint, or a run directory (its latest checkpoint)
+  --ckpt PATH       the model: ${CHECKPOINT_FORMS_HELP}
   --batch B         rows per forward (mcq, bpb; default 16 / 8) or prompts generated together (default 8)
   --limit N         score only the first N items (bpb: N documents per file)
   --json            print the report, with per-item scores, as JSON
@@ -69,35 +69,35 @@ type Task = "mcq" | "cute" | "translate" | "bpb";
 const COMMON: Record<string, FlagSpec> = {
   task: { kind: "string" },
   ckpt: { kind: "string" },
-  batch: { kind: "string" },
-  limit: { kind: "string" },
+  batch: intFlag(1),
+  limit: intFlag(1),
   json: { kind: "bool" },
   help: { kind: "bool" },
 };
 
 const TASK_FLAGS: Record<Task, Record<string, FlagSpec>> = {
-  mcq: { file: { kind: "string" }, bootstrap: { kind: "string" }, seed: { kind: "string" } },
+  mcq: { file: { kind: "string" }, bootstrap: intFlag(0), seed: intFlag(0) },
   cute: {
     file: { kind: "string" },
-    shots: { kind: "string" },
+    shots: intFlag(0),
     "cute-task": { kind: "string" },
     template: { kind: "string" },
-    "max-bytes": { kind: "string" },
-    bootstrap: { kind: "string" },
-    seed: { kind: "string" },
+    "max-bytes": intFlag(1, 1 << 20),
+    bootstrap: intFlag(0),
+    seed: intFlag(0),
   },
   translate: {
     src: { kind: "string" },
     ref: { kind: "string" },
-    shots: { kind: "string" },
+    shots: intFlag(0),
     "shot-src": { kind: "string" },
     "shot-ref": { kind: "string" },
     "src-lang": { kind: "string" },
     "tgt-lang": { kind: "string" },
     template: { kind: "string" },
-    "max-bytes": { kind: "string" },
+    "max-bytes": intFlag(1, 1 << 20),
   },
-  bpb: { data: { kind: "list" }, "doc-bytes": { kind: "string" } },
+  bpb: { data: { kind: "list" }, "doc-bytes": intFlag(16) },
 };
 
 const ALL_FLAGS: Record<string, FlagSpec> = Object.assign({}, COMMON, ...Object.values(TASK_FLAGS));
@@ -126,7 +126,7 @@ function required(f: FlagValues, name: string, task: Task, what: string): string
 function bootstrapOpts(f: FlagValues) {
   return {
     samples: num(f, "bootstrap", { int: true, min: 0 }) ?? 1000,
-    seed: num(f, "seed", { int: true }) ?? 0,
+    seed: num(f, "seed", { int: true, min: 0 }) ?? 0,
   };
 }
 
@@ -149,8 +149,8 @@ function progressReporter(): (done: number, total: number) => void {
 }
 
 function modelFor(ctx: Ctx) {
-  const dir = resolveCheckpointDir(ctx.ckpt);
-  return { dir, ...loadModel(dir) };
+  const loaded = loadModel(ctx.ckpt);
+  return { dir: loaded.source.path, ...loaded };
 }
 
 async function runMcq(ctx: Ctx): Promise<void> {
@@ -318,8 +318,8 @@ async function runBpb(ctx: Ctx): Promise<void> {
   if (!data) throw new UserError(`${CMD} --task bpb needs --data <files or directories>`);
   const stats = new DataStats();
   const files = discoverSources(data, stats, "--data");
-  const { dir, model, config } = modelFor(ctx);
-  const raw = readJsonFile(findConfigFile(dir)) as { data?: { doc_bytes?: unknown } };
+  const { dir, model, config, raw: rawConfig } = modelFor(ctx);
+  const raw = rawConfig as { data?: { doc_bytes?: unknown } };
   const docBytes =
     num(f, "doc-bytes", { int: true, min: 16 }) ??
     (typeof raw.data?.doc_bytes === "number" ? raw.data.doc_bytes : 8192);

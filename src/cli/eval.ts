@@ -3,23 +3,24 @@
 // directory (its latest checkpoint), or model.safetensors + params.json/config.json such as the shared fixtures.
 
 import { UserError } from "../util/errors.js";
-import { list, num, parseFlags, str } from "./flags.js";
-import { defaultBackend } from "../backends/index.js";
-import { AUNet } from "../model/aunet.js";
+import { intFlag, list, num, parseFlags, str } from "./flags.js";
+import { loadModel } from "./load-model.js";
+import { SIGNAL_EXIT_CODE, StopRequest, yieldToEventLoop } from "../train/signals.js";
+import { CHECKPOINT_FORMS_HELP } from "../io/checkpoint-resolver.js";
 import { DataStats, discoverSources } from "../data/sources.js";
 import { orderedDocs } from "../data/loader.js";
 import { packDocument } from "../data/packing.js";
-import { loadResolved } from "../train/checkpoint.js";
 import { evaluateDocs, type EvalResult } from "../train/evaluate.js";
 import { formatRate } from "../train/progress.js";
 
-export const EVAL_HELP = `usage: aunet eval --ckpt <dir> --data <paths...> [options]
+export const EVAL_HELP = `usage: aunet eval --ckpt <path> --data <paths...> [options]
 
 Evaluates a checkpoint on text/JSONL files or directories (same formats as 'aunet train'), packed as in
-training, and prints bits per byte, nats per byte and per character.
+training, and prints bits per byte, nats per byte and per character. Ctrl-C or SIGTERM stops it after the
+current batch with one line (exit 130 or 143).
 
 options:
-  --ckpt DIR        a checkpoint, a run directory (latest checkpoint) or any model directory
+  --ckpt PATH       the model: ${CHECKPOINT_FORMS_HELP}
   --data P...       files or directories to evaluate on
   --batch B         rows per forward pass (default 8)
   --max-bytes N     stop after N bytes of text (whole documents)
@@ -34,9 +35,9 @@ and docs/evaluation.md).
 const SPEC = {
   ckpt: { kind: "string" },
   data: { kind: "list" },
-  batch: { kind: "string" },
-  "max-bytes": { kind: "string" },
-  "doc-bytes": { kind: "string" },
+  batch: intFlag(1),
+  "max-bytes": intFlag(1),
+  "doc-bytes": intFlag(16),
   json: { kind: "bool" },
   help: { kind: "bool" },
 } as const;
@@ -66,40 +67,56 @@ export async function evalCommand(
   }
   const ckptArg = str(f, "ckpt");
   const data = list(f, "data");
-  if (!ckptArg) throw new UserError("aunet eval: --ckpt <dir> is required");
+  if (!ckptArg) throw new UserError("aunet eval: --ckpt <path> is required");
   if (!data) throw new UserError("aunet eval: --data <paths...> is required");
   const B = num(f, "batch", { int: true, min: 1 }) ?? 8;
   const maxBytes = num(f, "max-bytes", { int: true, min: 1 }) ?? 0;
-  // A run still training may prune its latest checkpoint while it is read: loadResolved takes the next one.
-  const ck = loadResolved(ckptArg);
-  const rawData = ck.raw.data as Record<string, unknown> | undefined;
-  const docBytes =
-    num(f, "doc-bytes", { int: true, min: 16 }) ??
-    (typeof rawData?.doc_bytes === "number" ? rawData.doc_bytes : 8192);
+  const docBytesFlag = num(f, "doc-bytes", { int: true, min: 16 });
   const stats = new DataStats();
   const files = discoverSources(data, stats, "--data");
-  const backend = defaultBackend();
-  const model = new AUNet(ck.config.model, backend, ck.weights);
+  const ck = loadModel(ckptArg);
+  const rawData = ck.raw.data as Record<string, unknown> | undefined;
+  const docBytes = docBytesFlag ?? (typeof rawData?.doc_bytes === "number" ? rawData.doc_bytes : 8192);
+  const { model } = ck;
   const S = ck.config.seqLen;
   const docs = orderedDocs(files, { docBytes, stats, heldOut: null, maxBytes });
+  const stop = new StopRequest().install();
   const t0 = performance.now();
-  const r = await evaluateDocs(
-    model,
-    async () => {
-      const d = await docs.next();
-      return d.done ? null : packDocument(d.value, ck.config.strategy);
-    },
-    B,
-    S,
-  );
+  let r: EvalResult;
+  try {
+    r = await evaluateDocs(
+      model,
+      async () => {
+        await yieldToEventLoop(); // lets a signal in between batches
+        if (stop.requested) return null;
+        const d = await docs.next();
+        return d.done ? null : packDocument(d.value, ck.config.strategy);
+      },
+      B,
+      S,
+    );
+  } finally {
+    stop.uninstall();
+  }
+  if (stop.received !== null) {
+    process.stderr.write(
+      `aunet eval: stopped by ${stop.received} after ${r.bytes} bytes` +
+        (r.bytes > 0 ? ` (bits per byte so far ${r.bitsPerByte.toFixed(4)})\n` : "\n"),
+    );
+    return SIGNAL_EXIT_CODE[stop.received];
+  }
   const seconds = (performance.now() - t0) / 1000;
   if (r.bytes === 0) throw new UserError(`aunet eval: no text to evaluate in ${data.join(", ")}`);
+  if (!Number.isFinite(r.bitsPerByte))
+    throw new UserError(
+      `aunet eval: the loss is not finite (NaN or infinity): the model's weights overflow float32 arithmetic (too large or corrupt)`,
+    );
   const report: EvalReport = {
     ...r,
-    checkpoint: ck.dir,
-    step: ck.state?.step ?? null,
+    checkpoint: ck.source.path,
+    step: ck.step,
     seqLen: S,
-    backend: backend.name,
+    backend: model.backend.name,
     seconds,
     skipped: stats.describe(),
   };
@@ -107,13 +124,13 @@ export async function evalCommand(
   else {
     sink.write(
       [
-        `checkpoint      ${ck.dir}${report.step !== null ? ` (step ${report.step})` : ""}`,
+        `checkpoint      ${ck.source.path}${report.step !== null ? ` (step ${report.step})` : ""}`,
         `text            ${r.bytes} bytes, ${r.chars} characters, ${r.positions} predicted ids (incl. document ends)`,
         `bits per byte   ${r.bitsPerByte.toFixed(4)}`,
         `nats per byte   ${r.natsPerByte.toFixed(4)}`,
         `bits per char   ${r.bitsPerChar.toFixed(4)}`,
         `nats per char   ${r.natsPerChar.toFixed(4)}`,
-        `speed           ${formatRate(r.positions / seconds)} (${backend.name} backend, ${seconds.toFixed(1)}s)`,
+        `speed           ${formatRate(r.positions / seconds)} (${model.backend.name} backend, ${seconds.toFixed(1)}s)`,
         ...report.skipped.map((s) => `note            ${s}`),
       ].join("\n") + "\n",
     );

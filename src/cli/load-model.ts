@@ -1,12 +1,11 @@
-// The model behind a --ckpt option: a model directory (training checkpoint, converted lingua checkpoint or a
-// shared fixture) loaded onto the default backend.
+// The model behind a --ckpt option: any checkpoint form (src/io/checkpoint-resolver.ts) loaded onto the default
+// backend.
 
-import { loadModelDir } from "../io/model-dir.js";
+import { loadModel as loadCheckpointForm, type LoadedModel } from "../io/checkpoint-resolver.js";
 import { AUNet } from "../model/aunet.js";
-import type { AUNetConfig } from "../model/config.js";
 import { defaultBackend } from "../backends/index.js";
 
-export function loadModel(dir: string): { model: AUNet; config: AUNetConfig } {
-  const { config, weights } = loadModelDir(dir);
-  return { model: new AUNet(config.model, defaultBackend(), weights), config };
+export function loadModel(ckpt: string): LoadedModel & { model: AUNet } {
+  const loaded = loadCheckpointForm(ckpt);
+  return { ...loaded, model: new AUNet(loaded.config.model, defaultBackend(), loaded.weights) };
 }

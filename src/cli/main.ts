@@ -1,8 +1,12 @@
 #!/usr/bin/env node
 // The `aunet` command line. Each subcommand lives in its own module and returns an exit code; a UserError
 // (bad flag, bad config, unreadable input) is printed as one line, anything else is a bug and keeps its trace.
+// What every command shares is handled here once: a closed stdout (`aunet split ... | head`) ends the program
+// quietly, and error lines are printed with a single "aunet" prefix, control characters escaped.
 
+import { readFileSync } from "node:fs";
 import { UserError } from "../util/errors.js";
+import { readBackendEnv } from "../backends/env.js";
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -51,18 +55,65 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
 
 function usage(): string {
   const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(15)} ${c.summary}`);
-  return `usage: aunet <command> [options]\n\ncommands:\n${rows.join("\n")}\n\nRun 'aunet <command> --help' for a command's options.`;
+  return `usage: aunet <command> [options]\n\ncommands:\n${rows.join("\n")}\n\nRun 'aunet help <command>' or 'aunet <command> --help' for a command's options; 'aunet --version' for the version.`;
+}
+
+/** The package's version, from its package.json (this file is dist/src/cli/main.js). */
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function command(name: string): Command | Promise<Command> {
+  // Own entries only: `aunet constructor` or `aunet __proto__` are unknown commands, not Object's members.
+  if (!Object.hasOwn(COMMANDS, name))
+    throw new UserError(`unknown command '${printableName(name)}' (see 'aunet --help')`);
+  return COMMANDS[name].load();
+}
+
+function printableName(s: string): string {
+  return JSON.stringify(s.length > 40 ? s.slice(0, 40) + "..." : s).slice(1, -1);
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === "--help" || name === "-h" || name === "help") {
+  if (!name || name === "--help" || name === "-h" || (name === "help" && rest.length === 0)) {
     process.stdout.write(usage() + "\n");
     return name ? 0 : 1;
   }
-  const cmd = COMMANDS[name];
-  if (!cmd) throw new UserError(`unknown command '${name}'`, { detail: usage() });
-  return (await cmd.load())(rest);
+  if (name === "--version" || name === "-V" || name === "version") {
+    process.stdout.write(`aunet ${version()}\n`);
+    return 0;
+  }
+  if (name === "help") return (await command(rest[0]))(["--help"]);
+  const run = await command(name);
+  readBackendEnv(); // a bad AUNET_* variable fails before any work, whatever the command
+  return run(rest);
+}
+
+/**
+ * An error line for the terminal: one "aunet" prefix (messages may already name their command, "aunet eval:
+ * ..."), control characters other than newlines escaped (file contents must not drive the terminal), and at
+ * most a few thousand characters.
+ */
+export function errorLine(message: string): string {
+  const LIMIT = 2000;
+  let m = message.length > LIMIT ? message.slice(0, LIMIT) + "... (truncated)" : message;
+  m = m.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, (c) => {
+    const code = c.charCodeAt(0);
+    return code === 9 ? "\\t" : `\\x${code.toString(16).padStart(2, "0")}`;
+  });
+  return /^aunet[ :]/.test(m) ? m : `aunet: ${m}`;
+}
+
+/** A reader that closed stdout early (`| head`) has all it wanted: stop quietly, whatever the command. */
+function endOnClosedPipe(stream: NodeJS.WriteStream): void {
+  stream.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
 }
 
 const isEntry =
@@ -70,13 +121,15 @@ const isEntry =
   import.meta.url ===
     (await import("node:url")).pathToFileURL((await import("node:fs")).realpathSync(process.argv[1])).href;
 if (isEntry) {
+  endOnClosedPipe(process.stdout);
+  endOnClosedPipe(process.stderr);
   main(process.argv.slice(2)).then(
     (code) => {
       process.exitCode = code;
     },
     (err: unknown) => {
       if (err instanceof UserError) {
-        process.stderr.write(`aunet: ${err.message}\n`);
+        process.stderr.write(errorLine(err.message) + "\n");
         process.exitCode = 1;
       } else {
         process.stderr.write(

@@ -147,6 +147,17 @@ function sniff(file: string, gzip: boolean): "ok" | "binary" | "not-gzip" {
   }
 }
 
+/** A .gz name with something else inside would only fail later, mid-stream, with zlib's "incorrect header check". */
+function isGzip(file: string): boolean {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buf = Buffer.alloc(2);
+    return fs.readSync(fd, buf, 0, 2, 0) === 2 && buf[0] === 0x1f && buf[1] === 0x8b;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * Expand paths (files and directories) into the list of usable files, in a stable order. A path that does not
  * exist is a UserError; so is ending up with no usable file at all.

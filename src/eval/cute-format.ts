@@ -109,11 +109,19 @@ export const CUTE_CASE_INSENSITIVE = new Set([
   "contains_word",
 ]);
 
-/** The CUTE task a file is named after (`data/spell_rand.tsv` -> spell), or null. */
+/**
+ * The CUTE task a file is named after, or null: the longest task name that the file name contains as a whole
+ * part, between non-letters (`data/spell_rand.tsv` and `cute_spell_test.tsv` -> spell, `spell_inverse.tsv` ->
+ * spell_inverse, `spelling.tsv` -> null).
+ */
 export function cuteTaskFromPath(path: string): string | null {
-  const base = path.split(/[\\/]/).pop() ?? "";
-  const name = base.replace(/\.tsv$/i, "").replace(/_rand$/, "");
-  return name in CUTE_TASKS ? name : null;
+  const base = (path.split(/[\\/]/).pop() ?? "").toLowerCase();
+  let best: string | null = null;
+  for (const task of Object.keys(CUTE_TASKS)) {
+    const at = new RegExp(`(?:^|[^a-z])${task}(?:[^a-z]|$)`).test(base);
+    if (at && (best === null || task.length > best.length)) best = task;
+  }
+  return best;
 }
 
 export function parseCuteTsv(text: string, source: string): CuteTable {

@@ -72,7 +72,10 @@ export function readWeights(
   return { weights, ignored: file.names().filter((n) => !wanted.has(n)) };
 }
 
-/** Config and weights (checked against the config's parameter list) of a model directory. */
+/**
+ * Config and weights (checked against the config's parameter list) of exactly a model directory. The library's
+ * `loadModelDir` and every --ckpt take any checkpoint form through src/io/checkpoint-resolver.ts instead.
+ */
 export function loadModelDir(dir: string): { config: AUNetConfig; weights: Map<string, Float32Array> } {
   const config = loadConfigFromDir(dir);
   const path = join(dir, "model.safetensors");

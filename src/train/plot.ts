@@ -64,7 +64,7 @@ export function renderChart(series: readonly Series[], o: ChartOptions): string 
   let y0 = o.yMin ?? Math.min(...all.map((p) => p[1])),
     y1 = o.yMax ?? Math.max(...all.map((p) => p[1]));
   if (all.length === 0) [x0, x1, y0, y1] = [0, 1, 0, 1];
-  if (x1 === x0) x1 = x0 + 1;
+  if (x1 === x0) [x0, x1] = [x0 - 0.5, x0 + 0.5]; // one x (a single budget, say): centred, not on the edge
   if (y1 === y0) y1 = y0 + 1;
   const pad = (y1 - y0) * 0.05;
   if (o.yMin === undefined) y0 -= pad;

@@ -216,6 +216,10 @@ async function validationSet(
     heldOut: data.valFiles ? null : cfg.validation.fraction,
     maxBytes: cfg.validation.maxBytes,
   });
+  if (v.docs.length === 0 && data.valFiles)
+    throw new UserError(
+      `--val: no text to validate on in ${data.valFiles.map((f) => f.path).join(", ")} (only blank lines?)`,
+    );
   if (v.docs.length === 0) say("validation: no held-out documents found; validation is skipped");
   else
     say(
