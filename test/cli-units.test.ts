@@ -14,9 +14,15 @@ import { UserError } from "../src/util/errors.js";
 test("error lines: one aunet prefix, control characters escaped, length bounded", () => {
   assert.equal(errorLine("aunet eval: --ckpt is required"), "aunet eval: --ckpt is required");
   assert.equal(errorLine("--seed must be"), "aunet: --seed must be");
-  assert.equal(errorLine("name \x1b]0;pwned\x07 here\ttab"), "aunet: name \\x1b]0;pwned\\x07 here\\ttab");
-  assert.ok(errorLine("x".repeat(20_000_000)).length < 2100);
-  assert.equal(errorLine("a\nb"), "aunet: a\nb", "multi-line messages keep their lines");
+  const line = (m: string) => errorLine(new UserError(m).message);
+  assert.equal(line("name \x1b]0;pwned\x07 here\ttab"), "aunet: name \\x1b]0;pwned\\x07 here\\ttab");
+  assert.ok(line("x".repeat(20_000_000)).length < 2100);
+  assert.equal(line("a\nb"), "aunet: a\\nb", "a message is one line");
+  assert.equal(
+    errorLine(new UserError("unknown command 'x'", { detail: "usage:\n  aunet ..." }).message),
+    "aunet: unknown command 'x'\nusage:\n  aunet ...",
+    "the program's own detail keeps its lines",
+  );
 });
 
 test("numeric flags: ranges checked as they are parsed, ceilings by name, seeds are 32-bit", () => {

@@ -94,18 +94,12 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /**
- * An error line for the terminal: one "aunet" prefix (messages may already name their command, "aunet eval:
- * ..."), control characters other than newlines escaped (file contents must not drive the terminal), and at
- * most a few thousand characters.
+ * A UserError's message for the terminal, with one "aunet" prefix (messages may already name their command,
+ * "aunet eval: ..."). The message itself is already one safe line (control characters escaped, length bounded:
+ * UserError does that for every caller); a `detail` the program wrote (a usage summary) follows on its lines.
  */
 export function errorLine(message: string): string {
-  const LIMIT = 2000;
-  let m = message.length > LIMIT ? message.slice(0, LIMIT) + "... (truncated)" : message;
-  m = m.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, (c) => {
-    const code = c.charCodeAt(0);
-    return code === 9 ? "\\t" : `\\x${code.toString(16).padStart(2, "0")}`;
-  });
-  return /^aunet[ :]/.test(m) ? m : `aunet: ${m}`;
+  return /^aunet[ :]/.test(message) ? message : `aunet: ${message}`;
 }
 
 /** A reader that closed stdout early (`| head`) has all it wanted: stop quietly, whatever the command. */
