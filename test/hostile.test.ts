@@ -71,6 +71,12 @@ describe("hostile pickles", () => {
       /more than 1000 MARKs open/,
     );
     assert.match(msg, /data\.pkl/);
+    // Tuples nested through MARK ... TUPLE and used as a persistent id: refused at the limit, and just below it
+    // described in a few characters (the description used to recurse through every level).
+    const nested = (n: number) => pkl("(".repeat(n), "t".repeat(n), "Q");
+    refuses(() => parseTorchCheckpoint(torchZip(nested(65_000))), /more than 1000 MARKs open/);
+    const below = refuses(() => parseTorchCheckpoint(torchZip(nested(999))), /unsupported persistent id/);
+    assert.ok(below.length < 200, below);
   });
 
   test("a million-deep tuple is refused instead of overflowing the stack", () => {
