@@ -14,6 +14,7 @@ import { PICKLE_LIMITS, unpickle, type UnpickleHooks } from "../src/io/pickle.js
 import { parseTorchCheckpoint, openTorchCheckpoint } from "../src/io/torch-pickle.js";
 import { ZipReader, bufferSource, zipChunks } from "../src/io/zip.js";
 import { readSafetensors } from "../src/io/safetensors.js";
+import { readJsonFile } from "../src/io/model-dir.js";
 import { checkMemory, countParams, impliedMemory, paramSpecs, parseConfig } from "../src/model/config.js";
 import { SplitStrategy, charLevels, levelMask, parseStrategy } from "../src/data/splitter.js";
 import {
@@ -213,6 +214,10 @@ describe("files that are not regular files", () => {
       refuses(() => readSafetensors(zero), /it is a character device, and only regular files are read/);
       refuses(() => openTorchCheckpoint(zero), /character device/);
       refuses(() => ZipReader.open(zero), /character device/);
+      const dir = path.join(tmp, "zero-config");
+      fs.mkdirSync(dir);
+      fs.symlinkSync("/dev/zero", path.join(dir, "params.json"));
+      refuses(() => readJsonFile(path.join(dir, "params.json")), /character device/);
     },
   );
 
