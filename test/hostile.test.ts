@@ -14,6 +14,7 @@ import { PICKLE_LIMITS, unpickle, type UnpickleHooks } from "../src/io/pickle.js
 import { parseTorchCheckpoint, openTorchCheckpoint } from "../src/io/torch-pickle.js";
 import { ZipReader, bufferSource, zipChunks } from "../src/io/zip.js";
 import { readSafetensors } from "../src/io/safetensors.js";
+import { readJsonFile } from "../src/io/model-dir.js";
 import { checkMemory, countParams, impliedMemory, paramSpecs, parseConfig } from "../src/model/config.js";
 import { SplitStrategy, charLevels, levelMask, parseStrategy } from "../src/data/splitter.js";
 import {
@@ -71,6 +72,12 @@ describe("hostile pickles", () => {
       /more than 1000 MARKs open/,
     );
     assert.match(msg, /data\.pkl/);
+    // Tuples nested through MARK ... TUPLE and used as a persistent id: refused at the limit, and just below it
+    // described in a few characters (the description used to recurse through every level).
+    const nested = (n: number) => pkl("(".repeat(n), "t".repeat(n), "Q");
+    refuses(() => parseTorchCheckpoint(torchZip(nested(65_000))), /more than 1000 MARKs open/);
+    const below = refuses(() => parseTorchCheckpoint(torchZip(nested(999))), /unsupported persistent id/);
+    assert.ok(below.length < 200, below);
   });
 
   test("a million-deep tuple is refused instead of overflowing the stack", () => {
@@ -207,6 +214,10 @@ describe("files that are not regular files", () => {
       refuses(() => readSafetensors(zero), /it is a character device, and only regular files are read/);
       refuses(() => openTorchCheckpoint(zero), /character device/);
       refuses(() => ZipReader.open(zero), /character device/);
+      const dir = path.join(tmp, "zero-config");
+      fs.mkdirSync(dir);
+      fs.symlinkSync("/dev/zero", path.join(dir, "params.json"));
+      refuses(() => readJsonFile(path.join(dir, "params.json")), /character device/);
     },
   );
 

@@ -2,7 +2,9 @@
 //
 // A source is a file or a directory (walked recursively, in sorted order so that runs are reproducible).
 // - `.jsonl` / `.ndjson` (optionally `.gz`): one JSON object per line, the document is its `text` (or, failing
-//   that, `content`) string field. Lines that are not JSON, or have neither field, are skipped and counted.
+//   that, `content`) string field. Lines that are not JSON, or have neither field, are skipped and counted. A
+//   text longer than 4 * docBytes is cut into documents as a plain file of that text would be (below), so that
+//   one huge line costs no more than the same text in a plain file.
 // - anything else is plain text (`.gz` is decompressed). A plain file is cut into documents at blank lines:
 //   paragraphs are gathered until the document reaches `docBytes`, then it ends at the next blank line. Each
 //   document is trained as `[BOS, bytes, EOS]`, so one huge file becomes many documents of a few kilobytes

@@ -2,19 +2,18 @@
 // with `model` and `data` sections). Training checkpoints, the shared fixtures and converted lingua checkpoints
 // all load through here.
 
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { UserError } from "../util/errors.js";
+import { readRegularFile } from "../util/files.js";
 import { parseConfig, paramSpecs, type AUNetConfig } from "../model/config.js";
 import { readSafetensors } from "./safetensors.js";
 
+const MAX_JSON_BYTES = 64 << 20;
+
 export function readJsonFile(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch (e) {
-    throw new UserError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-  }
+  // Regular files only, of a size a config can have: a symlink to /dev/zero or a FIFO must not hang the load.
+  const text = readRegularFile(path, MAX_JSON_BYTES, "a JSON file").toString("utf8");
   try {
     return JSON.parse(text);
   } catch (e) {
