@@ -107,7 +107,7 @@ test("a closed stdout ends any command quietly (EPIPE)", () => {
 
 test("invalid AUNET_* variables are one-line errors, not silent fallbacks", () => {
   const cases: [Record<string, string>, RegExp][] = [
-    [{ AUNET_BACKEND: "gpu" }, /AUNET_BACKEND must be cpu, ref or auto, got "gpu"/],
+    [{ AUNET_BACKEND: "gpu" }, /AUNET_BACKEND must be auto, cpu, webgpu, wasm or ref, got "gpu"/],
     [{ AUNET_THREADS: "0" }, /AUNET_THREADS must be an integer from 1 to 1024, got "0"/],
     [{ AUNET_THREADS: "two" }, /AUNET_THREADS must be an integer .* got "two"/],
     [{ AUNET_ISA: "avx9" }, /AUNET_ISA must be one of generic, avx2, avx512, got "avx9"/],
