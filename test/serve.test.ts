@@ -6,7 +6,9 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import http from "node:http";
-import { resolve } from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 
 const CLI = resolve("dist/src/cli/main.js");
 const MODEL = resolve("models/aunet-moby");
@@ -338,5 +340,51 @@ test("serve: a full batch and queue answer 429 with Retry-After; a disconnect ca
     await assert.rejects(fetch(`${B.url}/health`));
   } finally {
     await stopServer(B);
+  }
+});
+
+test("serve: `aunet train --dashboard` serves the runs while it trains and stops with it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "aunet-dash-"));
+  try {
+    const proc = spawn(
+      process.execPath,
+      [
+        CLI,
+        "train",
+        "--config",
+        "tiny",
+        "--data",
+        "corpus/moby-dick.txt",
+        "--out",
+        join(dir, "r1"),
+        "--steps",
+        "200",
+        "--dashboard",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, AUNET_THREADS: "1" } },
+    );
+    const exited = new Promise<number | null>((r) => proc.on("exit", (c) => r(c)));
+    let err = "";
+    const url = await new Promise<string>((ok, fail) => {
+      proc.stderr!.on("data", (b: Buffer) => {
+        err += b.toString();
+        const m = /dashboard: (http:\/\/127\.0\.0\.1:\d+\/)dashboard/.exec(err);
+        if (m) ok(m[1]);
+      });
+      proc.on("exit", () => fail(new Error(err)));
+    });
+    const page = await fetch(`${url}dashboard`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /training dashboard/);
+    assert.equal((await fetch(`${url}v1/runs`)).status, 200);
+    assert.equal(await exited, 0, err);
+    await waitFor("the dashboard to stop with the trainer", () =>
+      fetch(`${url}v1/runs`).then(
+        () => false,
+        () => true,
+      ),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -5,6 +5,8 @@ import { num, parseFlags, showHelp, str } from "./flags.js";
 import { AunetServer } from "../serve/server.js";
 import { loadServedModel } from "../serve/model.js";
 import fs from "node:fs";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
 
 const HELP = `usage: aunet serve [--ckpt DIR] [--runs DIR] [--host H] [--port P] [options]
 
@@ -79,7 +81,35 @@ export async function serveCommand(argv: string[]): Promise<number> {
     const onInt = () => stop("SIGINT");
     process.on("SIGTERM", onTerm);
     process.on("SIGINT", onInt);
+    // Started by `aunet train --dashboard`: stdin is a pipe from the trainer, and its end (the trainer exited,
+    // however it exited) ends the server too.
+    if (process.env.AUNET_SERVE_LIFELINE === "stdin")
+      process.stdin.on("end", () => stop("trainer exited")).resume();
   });
   process.stdout.write("aunet serve: stopped\n");
   return 0;
+}
+
+/**
+ * `aunet train --dashboard`: the dashboard over the run's parent directory (so sibling runs are overlaid) in a
+ * child process, which keeps answering however busy the training loop keeps this one. Resolves to its URL and
+ * a function that stops it; the child also stops by itself when this process exits.
+ */
+export async function startDashboard(runsDir: string): Promise<{ url: string; stop: () => void }> {
+  const main = fileURLToPath(new URL("./main.js", import.meta.url));
+  const child = spawn(process.execPath, [main, "serve", "--runs", runsDir, "--port", "0", "--quiet"], {
+    stdio: ["pipe", "pipe", "inherit"],
+    env: { ...process.env, AUNET_SERVE_LIFELINE: "stdin" },
+  });
+  let out = "";
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on("data", (b: Buffer) => {
+      out += b.toString();
+      const m = /listening on (http:\/\/\S+\/)/.exec(out);
+      if (m) resolve(`${m[1]}dashboard`);
+    });
+    child.on("exit", () => reject(new UserError("the dashboard server could not start")));
+  });
+  child.stdout!.resume();
+  return { url, stop: () => child.stdin!.end() };
 }

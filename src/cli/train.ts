@@ -1,7 +1,9 @@
 // `aunet train`: train an AU-Net from a preset or config file on text/JSONL data, with checkpoints, metrics,
 // validation and exact resume (see src/train/trainer.ts).
 
+import path from "node:path";
 import { UserError } from "../util/errors.js";
+import { startDashboard } from "./serve.js";
 import { duration, list, num, parseFlags, str, type FlagValues } from "./flags.js";
 import { countParams } from "../model/config.js";
 import { loadCheckpoint, resolveCheckpointDir, listCheckpoints } from "../train/checkpoint.js";
@@ -40,6 +42,7 @@ options:
   --ckpt-every N     checkpoint every N steps      --keep K     checkpoints to keep (0: all)
   --log-every N      plain progress line every N steps (when not on a terminal)
   --json             print the final summary as JSON on stdout
+  --dashboard        serve the live training dashboard (this run and its sibling runs) on a loopback port
   -h, --help         show this text
 `;
 
@@ -67,6 +70,7 @@ const SPEC = {
   keep: { kind: "string" },
   "log-every": { kind: "string" },
   json: { kind: "bool" },
+  dashboard: { kind: "bool" },
   help: { kind: "bool" },
 } as const;
 
@@ -116,6 +120,8 @@ export async function trainCommand(argv: string[], hooks: TrainCommandHooks = {}
       "aunet train: --config <preset|file.json> is required (presets: " + presetNames().join(", ") + ")",
     );
   const config = parseRunConfig(applyOverrides(raw, overridesFrom(f)));
+  const dashboard = f.has("dashboard") ? await startDashboard(path.dirname(path.resolve(out))) : null;
+  if (dashboard) process.stderr.write(`dashboard: ${dashboard.url}\n`);
   const summary = await train({
     config,
     data,
@@ -128,7 +134,7 @@ export async function trainCommand(argv: string[], hooks: TrainCommandHooks = {}
     autoSteps: hooks.autoSteps,
     quiet: hooks.quiet,
     handleSignals: true,
-  });
+  }).finally(() => dashboard?.stop());
   hooks.onSummary?.(summary);
   if (f.has("json"))
     process.stdout.write(
