@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const CANDIDATES = [
-  "/usr/bin/chromium-headless-shell",
   "/usr/lib/chromium/chromium-headless-shell",
+  "/usr/bin/chromium-headless-shell",
   "/usr/bin/chromium",
   "/usr/lib/chromium/chromium",
 ];

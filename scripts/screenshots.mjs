@@ -37,7 +37,10 @@ try {
   await page.waitForSelector('#view[data-state="scored"]', { timeout: 60_000 });
   await page.hover('#view .c[data-i="10"]');
   await page.waitForSelector("#tip:not([hidden])");
-  await page.screenshot({ path: join(out, "playground.png"), clip: { x: 0, y: 0, width: 1100, height: 400 } });
+  await page.screenshot({
+    path: join(out, "playground.png"),
+    clip: { x: 0, y: 0, width: 1100, height: 400 },
+  });
   written.push("playground.png");
 
   await page.mouse.move(0, 0);
@@ -56,6 +59,30 @@ try {
   });
   written.push("generate.png");
 
+  // The splitter alone, three levels deep: words, pairs of words, groups of four words.
+  await page.selectOption("#engine", "");
+  await page.fill("#strategy", "word1=1@1,word2=2@1,word3=4@1");
+  await page.fill(
+    "#text",
+    "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse.",
+  );
+  await page.waitForFunction(
+    () =>
+      [...document.querySelectorAll("#view .c")].map((c) => c.textContent).join("") ===
+      document.querySelector("#text").value.replace(/ /g, "\u00a0"),
+  );
+  const view = await page.evaluate(() => {
+    const r = document.querySelector("#strategy").closest("div").getBoundingClientRect();
+    const v = document.querySelector("#view").getBoundingClientRect();
+    return { top: r.top + window.scrollY, bottom: v.bottom + window.scrollY };
+  });
+  await page.screenshot({
+    path: join(out, "splitter.png"),
+    clip: { x: 0, y: view.top - 4, width: 1100, height: view.bottom - view.top + 8 },
+    fullPage: true,
+  });
+  written.push("splitter.png");
+
   if (hasRuns) {
     await page.setViewportSize({ width: 1100, height: 900 });
     await page.goto(`${base}/dashboard`);
@@ -68,4 +95,3 @@ try {
   await server.drain();
 }
 process.stdout.write(`wrote ${written.map((f) => join(out, f)).join(", ")}\n`);
-

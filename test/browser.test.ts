@@ -119,14 +119,10 @@ test(
     assert.equal(split.status, 0, split.stderr);
     const masks: number[] = JSON.parse(split.stdout).masks;
     const drawn: number[] = await page.evaluate(DRAWN_LEVELS);
-    // The model has one pooling level (levels above it count as its top). A unit still open at the end of the
-    // text (no boundary after it yet) closes nothing.
-    const nLevels = 1;
-    let lastBoundary = -1;
-    masks.forEach((m, i) => (m > 0 ? (lastBoundary = i) : 0));
+    // The model has one pooling level: deeper levels count as its top.
     assert.deepEqual(
       drawn,
-      masks.map((m, i) => (i <= lastBoundary ? Math.min(m, nLevels) : 0)),
+      masks.map((m) => Math.min(m, 1)),
     );
     assert.ok(masks.filter((m) => m > 0).length >= 9, "the text has many words");
 
@@ -144,6 +140,38 @@ test(
     }
     const summary = await page.textContent("#summary");
     assert.ok(summary!.includes(`${score.bits_per_byte.toFixed(3)} bits per byte`), summary!);
+    await page.close();
+  },
+);
+
+test(
+  "browser: without a model, the brackets of every stage of a typed strategy equal `aunet split`",
+  { skip },
+  async () => {
+    const page = await newPage();
+    await page.goto(`${base}/`);
+    await page.waitForSelector("body[data-ready]", { timeout: 60_000 });
+    await page.evaluate(
+      `(() => { const s = document.querySelector("#engine"); s.value = ""; s.dispatchEvent(new Event("change")); })()`,
+    );
+    const strategy = "word1=1@1,word2=2@1,word3=4@1";
+    await page.fill("#strategy", strategy);
+    const text = "The cat sat on the mat, and the whale swam by.\nCall me Ishmael";
+    await page.fill("#text", text);
+    await page.waitForFunction(
+      `document.querySelector("#view").dataset.state === "split" && document.querySelectorAll("#view .c").length === ${text.length}
+     && document.querySelectorAll("#view .u3").length > 0`,
+      undefined,
+      { timeout: 30_000 },
+    );
+    const split = spawnSync(process.execPath, [CLI, "split", "--strategy", strategy], {
+      input: text,
+      encoding: "utf8",
+    });
+    assert.equal(split.status, 0, split.stderr);
+    const masks: number[] = JSON.parse(split.stdout).masks;
+    assert.ok(masks.includes(3), "the text reaches the third level");
+    assert.deepEqual(await page.evaluate(DRAWN_LEVELS), masks);
     await page.close();
   },
 );

@@ -63,7 +63,8 @@ function addEngine(key: string, e: Engine): void {
   if (!opt) {
     opt = document.createElement("option");
     opt.value = key;
-    ui.engine.append(opt);
+    // Models first, "no model" last.
+    ui.engine.insertBefore(opt, [...ui.engine.options].find((o) => o.value === "") ?? null);
   }
   opt.textContent = e.label;
   ui.engine.value = key;
@@ -72,6 +73,7 @@ function addEngine(key: string, e: Engine): void {
 
 function selectEngine(key: string): void {
   engine = engines.get(key) ?? null;
+  scores = null;
   ui.generate.disabled = engine === null;
   ui.strategy.readOnly = engine !== null;
   drawLegend();
@@ -292,6 +294,12 @@ async function main(): Promise<void> {
     e.preventDefault();
     if (e.dataTransfer?.files.length) void loadDropped(e.dataTransfer.files);
   });
+
+  // Always offered: the splitter alone, with a strategy typed in (to see deeper hierarchies than the model's).
+  const none = document.createElement("option");
+  none.value = "";
+  none.textContent = "no model (splitter only)";
+  ui.engine.append(none);
 
   const site = (await fetch("site.json")
     .then((r) => (r.ok ? r.json() : null))
