@@ -1,7 +1,8 @@
 // The pages in a real browser (the system's headless Chromium driven by playwright-core; nothing downloaded),
 // checked the way a person reads them: the brackets drawn over a text are `aunet split`'s levels, the hover
 // card's numbers are `aunet score --json`'s, the streamed continuation is the non-streamed greedy text, the
-// static site runs the model in the page, and the dashboard shows each run's last values and follows new ones.
+// static site runs the model in the page (from a URL or dropped files; greedy bytes equal the CLI on the same
+// backend), and the dashboard shows each run's last values and follows new ones.
 // Skipped (with a note) only where no Chromium is installed; CI installs one (.ci/run).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -236,42 +237,96 @@ function serveDir(dir: string): Promise<{ url: string; close: () => Promise<void
   );
 }
 
-test("browser: the static site runs the model in the page (reference backend)", { skip }, async () => {
-  const site = join(tmp, "site");
-  const { buildSite } = (await import(pathToFileURL(resolve("scripts/build-site.mjs")).href)) as {
-    buildSite(out: string, model?: string): { modules: number };
-  };
-  buildSite(site, MODEL);
-  const host = await serveDir(site);
-  try {
-    const page = await newPage();
-    await page.goto(`${host.url}/`);
-    await page.waitForSelector("body[data-ready]", { timeout: 60_000 });
-    const label = (await page.evaluate(
-      `document.querySelector("#engine").selectedOptions[0].textContent`,
-    )) as string;
-    assert.match(label, /in the page \(reference/);
-    const text = "Call me Ishmael.";
-    await page.fill("#text", text);
-    await page.waitForFunction(
-      `document.querySelector("#view").dataset.state === "scored" &&
+test(
+  "browser: the static site runs the model in the page (reference backend), from its URL or dropped files",
+  { skip },
+  async () => {
+    const site = join(tmp, "site");
+    const { buildSite } = (await import(pathToFileURL(resolve("scripts/build-site.mjs")).href)) as {
+      buildSite(out: string, model?: string): { modules: number };
+    };
+    buildSite(site, MODEL);
+    const host = await serveDir(site);
+    try {
+      const page = await newPage();
+      await page.goto(`${host.url}/`);
+      await page.waitForSelector("body[data-ready]", { timeout: 60_000 });
+      const label = (await page.evaluate(
+        `document.querySelector("#engine").selectedOptions[0].textContent`,
+      )) as string;
+      assert.match(label, /in the page \(reference/);
+      const text = "Call me Ishmael.";
+      await page.fill("#text", text);
+      await page.waitForFunction(
+        `document.querySelector("#view").dataset.state === "scored" &&
       document.querySelectorAll("#view .c").length === ${text.length}`,
-      undefined,
-      { timeout: 120_000 },
-    );
-    const score = cli("score", "--ckpt", MODEL, "--text", text, "--json");
-    for (const i of [0, 7, text.length - 1]) {
-      const v = await hoverValues(page, i);
-      assert.equal(v.level, score.per_byte[i].level);
-      // The page runs the reference backend, the CLI the native one (or the same): float32 sums in another
-      // order differ by ~1e-5 at most on this model; 1e-3 leaves room and still catches any real difference.
-      assert.ok(Math.abs(v.logprob - score.per_byte[i].logprob) < 1e-3, `byte ${i}`);
+        undefined,
+        { timeout: 120_000 },
+      );
+      const score = cli("score", "--ckpt", MODEL, "--text", text, "--json");
+      for (const i of [0, 7, text.length - 1]) {
+        const v = await hoverValues(page, i);
+        assert.equal(v.level, score.per_byte[i].level);
+        // The page runs the reference backend, the CLI the native one (or the same): float32 sums in another
+        // order differ by ~1e-5 at most on this model; 1e-3 leaves room and still catches any real difference.
+        assert.ok(Math.abs(v.logprob - score.per_byte[i].logprob) < 1e-3, `byte ${i}`);
+      }
+
+      // A model's two files dropped on the page load as another in-page model, which then scores the text.
+      await page.evaluate(`(async () => {
+      document.querySelector("#view").dataset.state = "";
+      const dt = new DataTransfer();
+      for (const name of ["params.json", "model.safetensors"])
+        dt.items.add(new File([await (await fetch("model/" + name)).blob()], name));
+      document.body.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+    })()`);
+      await page.waitForFunction(
+        `document.querySelector("#engine").value === "file:model.safetensors"`,
+        undefined,
+        {
+          timeout: 60_000,
+        },
+      );
+      assert.match((await page.textContent("#status"))!, /loaded model\.safetensors/);
+      await page.waitForFunction(`document.querySelector("#view").dataset.state === "scored"`, undefined, {
+        timeout: 120_000,
+      });
+      const v = await hoverValues(page, 7);
+      assert.ok(Math.abs(v.logprob - score.per_byte[7].logprob) < 1e-3);
+
+      // Generation in the page: the greedy bytes of the CLI on the same (reference) backend.
+      await page.fill("#temperature", "0");
+      await page.fill("#max-bytes", "20");
+      await page.click("#generate");
+      await page.waitForSelector('#gen[data-state^="done"]', { timeout: 120_000 });
+      const shown = (await page.evaluate(
+        `[...document.querySelectorAll("#gen .out .t")].map((e) => e.textContent).join("")`,
+      )) as string;
+      const ref = spawnSync(
+        process.execPath,
+        [
+          CLI,
+          "generate",
+          "--ckpt",
+          MODEL,
+          "--prompt",
+          text,
+          "--max-bytes",
+          "20",
+          "--temperature",
+          "0",
+          "--json",
+        ],
+        { encoding: "utf8", env: { ...process.env, AUNET_BACKEND: "ref" } },
+      );
+      assert.equal(ref.status, 0, ref.stderr);
+      assert.equal(shown.replace(/↵\n/g, "\n"), JSON.parse(ref.stdout).text);
+      await page.close();
+    } finally {
+      await host.close();
     }
-    await page.close();
-  } finally {
-    await host.close();
-  }
-});
+  },
+);
 
 function metricsLine(kind: "train" | "val", step: number, bpb: number): string {
   const r =
