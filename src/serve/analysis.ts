@@ -24,18 +24,30 @@ export interface TextScore {
   bitsPerByte: number;
 }
 
+export interface ScoreOptions {
+  /** Candidates reported per position (default 5). */
+  top?: number;
+  /** Awaited every `every` bytes, so that a long text lets other work run (a server's streams, a page). */
+  pause?: () => Promise<void>;
+  every?: number;
+  /** Checked at each pause: scoring stops (and rejects) once it is aborted. */
+  signal?: AbortSignal;
+}
+
 /**
  * `scoreText` (src/generate/score.ts) with the top-k candidates of every position: the prompt is prefilled,
  * then each byte is scored from the current logits and fed with its incremental level, so the numbers are
  * those of `aunet score --json`.
  */
-export function scoreWithTop(
+export async function scoreWithTop(
   generator: Generator,
   text: string | Uint8Array,
   prompt: string | Uint8Array = "",
-  k = 5,
-): TextScore {
+  opts: ScoreOptions = {},
+): Promise<TextScore> {
   const bytes = typeof text === "string" ? encodeText(text) : text;
+  const k = opts.top ?? 5;
+  const every = opts.every ?? 64;
   const start = generator.start(prompt);
   const { state, levels } = start;
   let logits = start.logits;
@@ -43,6 +55,10 @@ export function scoreWithTop(
   let total = 0;
   try {
     for (let i = 0; i < bytes.length; i++) {
+      if (opts.pause && i > 0 && i % every === 0) {
+        await opts.pause();
+        opts.signal?.throwIfAborted();
+      }
       const byte = bytes[i];
       const logProb = logProbOf(logits, byte);
       const level = levels.next(byte);

@@ -354,10 +354,17 @@ export class AunetServer {
     });
   }
 
-  private score(body: Record<string, unknown>, res: http.ServerResponse): void {
+  private async score(body: Record<string, unknown>, res: http.ServerResponse): Promise<void> {
     const model = this.needModel();
     const p = parseScore(body, this.limits);
-    const s = scoreWithTop(model.generator, p.text, p.prompt, p.top);
+    // A long text is scored in slices with the generation steps in between; a client that leaves stops it.
+    const gone = new AbortController();
+    res.on("close", () => gone.abort());
+    const s = await scoreWithTop(model.generator, p.text, p.prompt, {
+      top: p.top,
+      pause: () => new Promise((r) => setImmediate(r)),
+      signal: gone.signal,
+    });
     sendJson(res, 200, {
       object: "score",
       model: model.id,

@@ -265,7 +265,7 @@ export class LocalEngine implements Engine {
   }
 
   async score(text: string): Promise<TextScore> {
-    return scoreWithTop(this.generator, text, "", 5);
+    return scoreWithTop(this.generator, text, "", { top: 5, pause: () => new Promise((r) => defer(r)) });
   }
 
   generate(req: GenerateRequest, onPiece: (p: Piece) => void, signal: AbortSignal): Promise<string> {
