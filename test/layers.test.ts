@@ -17,6 +17,8 @@ const BELOW: Record<string, string[]> = {
   generate: ["engine", "backends", "data", "model", "io", "util"],
   eval: ["engine", "backends", "data", "model", "io", "util", "train", "generate"],
   baselines: ["engine", "backends", "data", "model", "io", "util", "train", "generate"],
+  // The server sits beside the CLI: everything but the CLI.
+  serve: ["engine", "backends", "data", "model", "io", "util", "train", "generate", "eval", "baselines"],
 };
 
 function* walk(dir: string): Generator<string> {

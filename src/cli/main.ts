@@ -51,6 +51,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
     summary: "convert a model between aunet, lingua (consolidated.pth) and safetensors; write lingua's yaml",
     load: async () => (await import("./convert.js")).convertCommand,
   },
+  serve: {
+    summary: "OpenAI-compatible completions API, the playground and the live training dashboard (HTTP)",
+    load: async () => (await import("./serve.js")).serveCommand,
+  },
 };
 
 function usage(): string {

@@ -1,7 +1,9 @@
 // `aunet train`: train an AU-Net from a preset or config file on text/JSONL data, with checkpoints, metrics,
 // validation and exact resume (see src/train/trainer.ts).
 
+import path from "node:path";
 import { UserError } from "../util/errors.js";
+import { startDashboard } from "./serve.js";
 import { duration, list, num, parseFlags, str, type FlagValues } from "./flags.js";
 import { countParams } from "../model/config.js";
 import { readJsonFile } from "../io/model-dir.js";
@@ -48,6 +50,7 @@ options:
   --ckpt-every N     checkpoint every N steps      --keep K     checkpoints to keep (0: all)
   --log-every N      plain progress line every N steps (when not on a terminal)
   --json             print the final summary as JSON on stdout
+  --dashboard        serve the live training dashboard (this run and its sibling runs) on a loopback port
   -h, --help         show this text
 `;
 
@@ -75,6 +78,7 @@ const SPEC = {
   keep: { kind: "string" },
   "log-every": { kind: "string" },
   json: { kind: "bool" },
+  dashboard: { kind: "bool" },
   help: { kind: "bool" },
 } as const;
 
@@ -138,6 +142,8 @@ export async function trainCommand(argv: string[], hooks: TrainCommandHooks = {}
       );
     return parseRunConfig(applyOverrides(toParamsJson(ck), overrides));
   };
+  const dashboard = f.has("dashboard") ? await startDashboard(path.dirname(path.resolve(out))) : null;
+  if (dashboard) process.stderr.write(`dashboard: ${dashboard.url}\n`);
   const summary = await train({
     config,
     resumeConfig,
@@ -151,7 +157,7 @@ export async function trainCommand(argv: string[], hooks: TrainCommandHooks = {}
     autoSteps: hooks.autoSteps,
     quiet: hooks.quiet,
     handleSignals: true,
-  });
+  }).finally(() => dashboard?.stop());
   hooks.onSummary?.(summary);
   if (f.has("json"))
     process.stdout.write(

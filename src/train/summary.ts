@@ -1,7 +1,7 @@
 // The end of a training session: the loss curve (curve.svg) and the lines that sum the session up.
 
 import type { EvalResult } from "./evaluate.js";
-import { renderChart, smooth } from "./plot.js";
+import { renderRunFigure } from "./plot.js";
 import { formatDuration, formatRate } from "./progress.js";
 import type { MetricRecord } from "./run-dir.js";
 import type { StopSignalName } from "./signals.js";
@@ -33,29 +33,9 @@ export interface TrainSummary {
   finalVal: EvalResult | null;
 }
 
-/** The loss/bpb curve of a run directory's metrics.jsonl as an SVG chart. */
+/** The curves of a run directory's metrics.jsonl as an SVG figure (bits per byte, learning rate, gradient norm). */
 export function curveSvg(records: readonly MetricRecord[], title: string): string {
-  const train = records
-    .filter((r) => r.kind === "train" && typeof r.bpb === "number")
-    .map((r) => [r.step, r.bpb as number] as const);
-  const val = records
-    .filter((r) => r.kind === "val" && typeof r.bpb === "number")
-    .map((r) => [r.step, r.bpb as number] as const);
-  const last = val.length ? val[val.length - 1][1] : train.length ? train[train.length - 1][1] : NaN;
-  return renderChart(
-    [
-      { name: "train bpb (per step)", points: train, color: "#9ecae1", width: 1 },
-      { name: "train bpb (smoothed)", points: smooth(train, 0.1), color: "#08519c", width: 2 },
-      { name: "validation bpb", points: val, color: "#d94801", dots: true, width: 2 },
-    ],
-    {
-      title,
-      subtitle: `bits per byte (8 = uniform over 256 bytes); latest ${val.length ? "validation" : "train"} ${last.toFixed(3)}`,
-      xLabel: "optimizer step",
-      yLabel: "bits per byte",
-      yMin: 0,
-    },
-  );
+  return renderRunFigure(records, title);
 }
 
 /** What the session prints when it ends: one line when a signal stopped it, else the summary and the paths. */
