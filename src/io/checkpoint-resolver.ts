@@ -128,7 +128,23 @@ export interface LoadedModel {
 
 /** Config and weights (checked against the config's parameter list) of any checkpoint form. */
 export function loadModel(p: string): LoadedModel {
-  const source = resolveCheckpoint(p);
+  // A run still training may prune the checkpoint chosen here while it is read (a small --keep): take the
+  // run's next latest then.
+  for (let attempt = 1; ; attempt++) {
+    const source = resolveCheckpoint(p);
+    try {
+      return loadSource(p, source);
+    } catch (e) {
+      if (source.form !== "run" || fs.existsSync(source.path)) throw e;
+      if (attempt >= 5)
+        throw new UserError(
+          `${source.path} was removed while it was being read (is a run still training there with a small --keep?); try again`,
+        );
+    }
+  }
+}
+
+function loadSource(p: string, source: ResolvedCheckpoint): LoadedModel {
   let m: ReturnType<typeof readModel>;
   try {
     m = readModel(source.path, { from: source.format });

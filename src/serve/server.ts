@@ -205,7 +205,7 @@ export class AunetServer {
           {
             id: m.id,
             object: "model",
-            created: Math.floor(fs.statSync(path.join(m.dir, "model.safetensors")).mtimeMs / 1000),
+            created: m.created,
             owned_by: "aunet",
             parameters: m.params,
             stages: m.config.model.dimensions.length,

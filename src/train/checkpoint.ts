@@ -14,6 +14,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { UserError } from "../util/errors.js";
+import { resolveCheckpoint } from "../io/checkpoint-resolver.js";
 import { syncDirectory, writeJsonAtomic } from "../io/atomic.js";
 import { readJsonFile, loadModelDir } from "../io/model-dir.js";
 import { readSafetensors, writeSafetensors, type TensorData } from "../io/safetensors.js";
@@ -173,13 +174,13 @@ export interface LoadedCheckpoint {
  * to its latest checkpoint.
  */
 export function resolveCheckpointDir(p: string): string {
-  if (!fs.existsSync(p)) throw new UserError(`no such checkpoint or run directory: ${p}`);
-  if (fs.existsSync(path.join(p, "model.safetensors"))) return p;
-  const all = listCheckpoints(p);
-  if (all.length > 0) return all[all.length - 1].dir;
-  throw new UserError(
-    `${p} is neither a model directory (model.safetensors + params.json) nor a run with checkpoints`,
-  );
+  // One rule for every command (src/io/checkpoint-resolver.ts); training state lives in aunet's own layout.
+  const r = resolveCheckpoint(p);
+  if (r.format !== "aunet")
+    throw new UserError(
+      `${p} is a ${r.form} checkpoint: training needs an aunet run, checkpoint or model directory (convert it with 'aunet convert --to aunet')`,
+    );
+  return r.path;
 }
 
 export function loadCheckpoint(dir: string): LoadedCheckpoint {
