@@ -146,7 +146,7 @@ test("data that is not what it says: a non-gzip .gz, a --val of blank lines", ()
   ]);
   assert.equal(r.code, 1, r.stderr);
   const lines = r.stderr.trimEnd().split("\n");
-  assert.match(lines[lines.length - 1], /^aunet: --val: no text to validate on in .*blank\.txt/);
+  assert.match(lines[lines.length - 1], /^aunet: no documents in .*blank\.txt/);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
   assert.equal(existsSync(join(out, "checkpoints")), false, "no step was taken");
 });

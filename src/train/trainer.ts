@@ -10,6 +10,7 @@
 // when step values are read) is kept out of that path.
 
 import os from "node:os";
+import { checkMemory } from "../model/config.js";
 import path from "node:path";
 import { UserError } from "../util/errors.js";
 import type { Backend } from "../engine/backend.js";
@@ -157,6 +158,12 @@ async function startRun(opts: TrainOptions, data: TrainData, say: (s: string) =>
     : null;
   if (opts.resume && !resumed) say(`--resume: no checkpoint in ${opts.out} yet, starting from scratch`);
   const config: RunConfig = { ...(resumed?.config ?? opts.config) };
+  // A run the machine cannot hold is refused before anything is allocated (the estimate: src/model/config.ts).
+  checkMemory(
+    config.aunet.model,
+    { batch: config.batchSize, seqLen: config.aunet.seqLen, training: true },
+    os.totalmem(),
+  );
   let weights = resumed?.checkpoint.weights;
   let startedFrom = resumed ? resumed.checkpoint.dir : "initialisation";
   if (opts.init) {
@@ -216,10 +223,6 @@ async function validationSet(
     heldOut: data.valFiles ? null : cfg.validation.fraction,
     maxBytes: cfg.validation.maxBytes,
   });
-  if (v.docs.length === 0 && data.valFiles)
-    throw new UserError(
-      `--val: no text to validate on in ${data.valFiles.map((f) => f.path).join(", ")} (only blank lines?)`,
-    );
   if (v.docs.length === 0) say("validation: no held-out documents found; validation is skipped");
   else
     say(
