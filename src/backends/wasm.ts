@@ -152,10 +152,17 @@ export class WasmBackend implements Backend {
   /** Compiles and instantiates the kernels from their bytes or a fetch() response (browsers). */
   static async create(source: BufferSource | Response | PromiseLike<Response>): Promise<WasmBackend> {
     const src = await source;
-    const module =
-      typeof Response !== "undefined" && src instanceof Response
-        ? await WebAssembly.compileStreaming(src)
-        : await WebAssembly.compile(src as BufferSource);
+    let module: WebAssembly.Module;
+    if (typeof Response !== "undefined" && src instanceof Response) {
+      if (!src.ok) throw new Error(`wasm backend: fetching the kernel module failed (HTTP ${src.status})`);
+      // Streaming compilation needs the application/wasm content type; other servers get the plain path.
+      const copy = src.clone();
+      try {
+        module = await WebAssembly.compileStreaming(src);
+      } catch {
+        module = await WebAssembly.compile(await copy.arrayBuffer());
+      }
+    } else module = await WebAssembly.compile(src as BufferSource);
     return new WasmBackend(await WebAssembly.instantiate(module, {}));
   }
 
