@@ -40,9 +40,31 @@ export interface WasmKernels {
   rmsnormBackward(dx: Ptr, dw: Ptr, dout: Ptr, x: Ptr, w: Ptr, rstd: Ptr, rows: number, dim: number): void;
   swiglu(o: Ptr, a: Ptr, b: Ptr, n: number): void;
   swigluBackward(da: Ptr, db: Ptr, dout: Ptr, a: Ptr, b: Ptr, n: number): void;
-  rope(o: Ptr, x: Ptr, cos: Ptr, sin: Ptr, ...a: [number, number, number, number, Ptr, number]): void;
+  rope(
+    o: Ptr,
+    x: Ptr,
+    cos: Ptr,
+    sin: Ptr,
+    rows: number,
+    seq: number,
+    nHeads: number,
+    headDim: number,
+    positions: Ptr, // 0: row r sits at r % seq
+    backward: number,
+  ): void;
   attention(o: Ptr, lse: Ptr, q: Ptr, k: Ptr, v: Ptr, ...p: AttnArgs): void;
-  attentionBackward(...a: [Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, ...AttnArgs]): void;
+  attentionBackward(
+    dq: Ptr,
+    dk: Ptr,
+    dv: Ptr,
+    dout: Ptr,
+    q: Ptr,
+    k: Ptr,
+    v: Ptr,
+    out: Ptr,
+    lse: Ptr,
+    ...p: AttnArgs
+  ): void;
   indexedLinear(
     o: Ptr,
     x: Ptr,
@@ -53,7 +75,18 @@ export interface WasmKernels {
     dOut: number,
     nPos: number,
   ): void;
-  indexedLinearBackward(...a: [Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, number, number, number, number]): void;
+  indexedLinearBackward(
+    dx: Ptr,
+    dw: Ptr,
+    dout: Ptr,
+    x: Ptr,
+    w: Ptr,
+    pos: Ptr,
+    rows: number,
+    dIn: number,
+    dOut: number,
+    nPos: number,
+  ): void;
   crossEntropy(loss: Ptr, lse: Ptr, logits: Ptr, t: Ptr, rows: number, vocab: number): void;
   crossEntropyBackward(dl: Ptr, dloss: Ptr, logits: Ptr, lse: Ptr, t: Ptr, rows: number, vocab: number): void;
   adamw(p: Ptr, g: Ptr, m: Ptr, v: Ptr, n: number, ...c: AdamArgs): void;
