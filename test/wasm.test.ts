@@ -17,6 +17,7 @@ import os from "node:os";
 import { join } from "node:path";
 import { RefBackend } from "../src/backends/ref.js";
 import { loadWasmBackend } from "../src/backends/wasm-node.js";
+import { WasmBackend } from "../src/backends/wasm.js";
 import { loadNativeBackend } from "../src/backends/native.js";
 import type { AttentionParams, Backend, RopeParams, Storage } from "../src/engine/backend.js";
 import { backward, noGrad, scoped } from "../src/engine/tensor.js";
@@ -42,6 +43,20 @@ test("the wasm backend loads (from the prebuilt module at least) and its TypeScr
   for (const m of src.matchAll(/^\s*import\b[^;]*?from\s+"([^"]+)"/gm))
     assert.ok(m[1] === "../engine/backend.js", `wasm.ts imports ${m[1]}`);
   assert.ok(!/\bprocess\.|\bBuffer\b|\brequire\(/.test(src), "wasm.ts uses a Node global");
+});
+
+test("wasm: the asynchronous constructor (pages) takes bytes or a fetch response, any content type", async () => {
+  const bytes = readFileSync(loaded.file);
+  const responses = [
+    new Response(bytes, { headers: { "content-type": "application/wasm" } }),
+    new Response(bytes, { headers: { "content-type": "application/octet-stream" } }),
+  ];
+  for (const src of [bytes, ...responses]) {
+    const be = await WasmBackend.create(src);
+    const a = be.fromFloat32(new Float32Array([1, 2, 3]));
+    assert.equal(be.sum(a), 6);
+  }
+  await assert.rejects(() => WasmBackend.create(new Response("", { status: 404 })), /HTTP 404/);
 });
 
 // ---- helpers ----

@@ -40,9 +40,31 @@ export interface WasmKernels {
   rmsnormBackward(dx: Ptr, dw: Ptr, dout: Ptr, x: Ptr, w: Ptr, rstd: Ptr, rows: number, dim: number): void;
   swiglu(o: Ptr, a: Ptr, b: Ptr, n: number): void;
   swigluBackward(da: Ptr, db: Ptr, dout: Ptr, a: Ptr, b: Ptr, n: number): void;
-  rope(o: Ptr, x: Ptr, cos: Ptr, sin: Ptr, ...a: [number, number, number, number, Ptr, number]): void;
+  rope(
+    o: Ptr,
+    x: Ptr,
+    cos: Ptr,
+    sin: Ptr,
+    rows: number,
+    seq: number,
+    nHeads: number,
+    headDim: number,
+    positions: Ptr, // 0: row r sits at r % seq
+    backward: number,
+  ): void;
   attention(o: Ptr, lse: Ptr, q: Ptr, k: Ptr, v: Ptr, ...p: AttnArgs): void;
-  attentionBackward(...a: [Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, ...AttnArgs]): void;
+  attentionBackward(
+    dq: Ptr,
+    dk: Ptr,
+    dv: Ptr,
+    dout: Ptr,
+    q: Ptr,
+    k: Ptr,
+    v: Ptr,
+    out: Ptr,
+    lse: Ptr,
+    ...p: AttnArgs
+  ): void;
   indexedLinear(
     o: Ptr,
     x: Ptr,
@@ -53,7 +75,18 @@ export interface WasmKernels {
     dOut: number,
     nPos: number,
   ): void;
-  indexedLinearBackward(...a: [Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, number, number, number, number]): void;
+  indexedLinearBackward(
+    dx: Ptr,
+    dw: Ptr,
+    dout: Ptr,
+    x: Ptr,
+    w: Ptr,
+    pos: Ptr,
+    rows: number,
+    dIn: number,
+    dOut: number,
+    nPos: number,
+  ): void;
   crossEntropy(loss: Ptr, lse: Ptr, logits: Ptr, t: Ptr, rows: number, vocab: number): void;
   crossEntropyBackward(dl: Ptr, dloss: Ptr, logits: Ptr, lse: Ptr, t: Ptr, rows: number, vocab: number): void;
   adamw(p: Ptr, g: Ptr, m: Ptr, v: Ptr, n: number, ...c: AdamArgs): void;
@@ -152,10 +185,17 @@ export class WasmBackend implements Backend {
   /** Compiles and instantiates the kernels from their bytes or a fetch() response (browsers). */
   static async create(source: BufferSource | Response | PromiseLike<Response>): Promise<WasmBackend> {
     const src = await source;
-    const module =
-      typeof Response !== "undefined" && src instanceof Response
-        ? await WebAssembly.compileStreaming(src)
-        : await WebAssembly.compile(src as BufferSource);
+    let module: WebAssembly.Module;
+    if (typeof Response !== "undefined" && src instanceof Response) {
+      if (!src.ok) throw new Error(`wasm backend: fetching the kernel module failed (HTTP ${src.status})`);
+      // Streaming compilation needs the application/wasm content type; other servers get the plain path.
+      const copy = src.clone();
+      try {
+        module = await WebAssembly.compileStreaming(src);
+      } catch {
+        module = await WebAssembly.compile(await copy.arrayBuffer());
+      }
+    } else module = await WebAssembly.compile(src as BufferSource);
     return new WasmBackend(await WebAssembly.instantiate(module, {}));
   }
 
