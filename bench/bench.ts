@@ -155,7 +155,7 @@ function benchAttention(nb: NativeBackend): Row[] {
     for (const threads of THREADS) {
       nb.setThreads(threads);
       const tf = time(() => nb.attention(out, lse, q, k, v, p));
-      const tb = time(() => nb.attentionBackward(dq, dk, dv, g, q, k, v, out, lse, p));
+      const tb = time(() => nb.attentionBackward({ dq, dk, dv, dout: g, q, k, v, out, lse }, p));
       // forward: QK^T and PV, 2 flops each per pair and head dim; backward: five such products
       const ff = 4 * pairs * p.headDim,
         fb = 10 * pairs * p.headDim;
@@ -255,9 +255,8 @@ function benchTrainStep(nb: NativeBackend): TrainBench {
       scoped(() => {
         const r = model.loss(tokens, mask, targets, B, S);
         backward(r.loss);
+        optim.update(1e-4);
         r.loss.item();
-        const norm = optim.gradNorm();
-        optim.update(1e-4, norm > 1 ? 1 / norm : 1);
         model.zeroGrad();
       });
     for (const threads of THREADS) {

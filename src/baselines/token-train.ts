@@ -15,7 +15,7 @@ import type { Backend } from "../engine/backend.js";
 import { BOS, EOS } from "../data/bytes.js";
 import { RowPacker, type PackedDoc } from "../data/packing.js";
 import { evaluateList } from "../train/evaluate.js";
-import { AdamW, OFFICIAL_ADAMW, clipScale } from "../train/optimizer.js";
+import { AdamW, OFFICIAL_ADAMW } from "../train/optimizer.js";
 import { lrAt, type ScheduleConfig } from "../train/schedule.js";
 import { Progress, type ProgressSink } from "../train/progress.js";
 import { UserError } from "../util/errors.js";
@@ -148,10 +148,9 @@ export async function trainTokenModel(o: TokenTrainOptions): Promise<TokenTrainR
       backward(r.loss);
       return r.loss.item();
     });
-    const gradNorm = opt.gradNorm();
+    const gradNorm = opt.update(lrAt(step, o.lr, sched)).gradNorm.item();
     if (!Number.isFinite(loss) || !Number.isFinite(gradNorm))
       throw new UserError(`BPE baseline diverged at step ${step} (loss ${loss}); try a lower learning rate`);
-    opt.update(lrAt(step, o.lr, sched), clipScale(gradNorm, o.clip));
     model.net.zeroGrad();
     seconds += (performance.now() - t0) / 1000;
     progress.update({

@@ -14,6 +14,10 @@
 //
 // Several sequences advance together: the linear maps of a stage run once over every row that reaches it,
 // and only attention is per row (each row reads its own cache).
+//
+// The caches and the latest coarse vectors stay on the device (copyRows): only the logits of a step come back
+// to the host, for sampling. A long prompt is prefilled in chunks through the caches, so its memory is bounded
+// by the chunk, not the prompt.
 
 import type { AUNet } from "../model/aunet.js";
 import { ropeAngles } from "../model/aunet.js";
@@ -32,8 +36,8 @@ export class SequenceState {
   readonly length: number[];
   /** Per pooling level i: offset of the latest stage-i position from the boundary that opened its segment. */
   readonly offset: Int32Array;
-  /** Per stage s >= 1: the output of stage s at its latest position (empty for stage 0). */
-  readonly latest: Float32Array[];
+  /** Per stage s >= 1: the output of stage s at its latest position [1, d_s], on the device (null for stage 0). */
+  readonly latest: (Tensor | null)[];
 
   constructor(model: AUNet) {
     const c = model.config;
@@ -53,7 +57,8 @@ export class SequenceState {
     add("trunk", n - 1);
     this.length = new Array<number>(n).fill(0);
     this.offset = new Int32Array(n - 1);
-    this.latest = c.dimensions.map((d, s) => new Float32Array(s === 0 ? 0 : d));
+    const be = model.backend;
+    this.latest = c.dimensions.map((d, s) => (s === 0 ? null : new Tensor(be, be.alloc(d), [1, d])));
   }
 
   /** Bytes consumed so far (prompt included). */
@@ -71,6 +76,7 @@ export class SequenceState {
   /** Return the caches' memory to the backend; the state must not be used afterwards. */
   release(): void {
     for (const layers of this.caches.values()) for (const c of layers) c.release();
+    for (const t of this.latest) if (t) t.backend.release(t.storage);
   }
 }
 
@@ -130,7 +136,7 @@ export class IncrementalAUNet {
         }
         x = stage("trunk", nL, x);
         for (let i = nL - 1; i >= 0; i--) {
-          state.latest[i + 1].set(op.gatherRows(x, Int32Array.of(lens[i + 1] - 1)).toFloat32());
+          op.copyRows(state.latest[i + 1]!, 0, x, lens[i + 1] - 1, 1);
           const u = m.up(i, x, pools[i], 1);
           x = stage(`decoders.${i}`, i, c.residuals[i] ? op.add(res[i], u) : u);
         }
@@ -222,7 +228,7 @@ export class IncrementalAUNet {
     const caches = state.caches.get(prefix)!;
     const window = windowOf(c, s);
     return this.transformer(prefix, s, x, rope, null, (l, q, k, v) => {
-      caches[l].append(k.toFloat32(), v.toFloat32(), S);
+      caches[l].append(k, v, 0, S);
       return op.attention(q, k, v, { window });
     });
   }
@@ -246,25 +252,22 @@ export class IncrementalAUNet {
       if (rows.length === 1) {
         // One row: its query is already the right tensor, no need to split the batch.
         const cache = states[rows[0]].caches.get(prefix)![l];
-        cache.append(k.toFloat32(), v.toFloat32(), 1);
+        cache.append(k, v, 0, 1);
         const kv = cache.view();
         return op.attention(q, kv.k, kv.v, { qOffset: cache.visible - 1 });
       }
-      const [, , H, hd] = q.shape;
-      const qs = H * hd;
-      const kvs = k.size / rows.length;
-      const qh = q.toFloat32(),
-        kh = k.toFloat32(),
-        vh = v.toFloat32();
-      const out = new Float32Array(q.size);
+      // Each row attends to its own cache: split the queries row by row on the device, then reassemble.
+      const H = q.dim(2);
+      const out = Tensor.empty(be, q.shape);
       rows.forEach((r, j) => {
         const cache = states[r].caches.get(prefix)![l];
-        cache.append(kh.subarray(j * kvs, (j + 1) * kvs), vh.subarray(j * kvs, (j + 1) * kvs), 1);
+        cache.append(k, v, j, 1);
         const kv = cache.view();
-        const qr = Tensor.from(be, qh.subarray(j * qs, (j + 1) * qs), [1, 1, H, hd]);
-        out.set(op.attention(qr, kv.k, kv.v, { qOffset: cache.visible - 1 }).toFloat32(), j * qs);
+        const qr = Tensor.empty(be, [1, 1, H, q.dim(3)]);
+        op.copyRows(qr, 0, q, j * H, H);
+        op.copyRows(out, j * H, op.attention(qr, kv.k, kv.v, { qOffset: cache.visible - 1 }), 0, H);
       });
-      return Tensor.from(be, out, q.shape);
+      return out;
     });
   }
 
@@ -320,9 +323,9 @@ export class IncrementalAUNet {
     const di = c.dimensions[i],
       dn = c.dimensions[i + 1];
     const coarse = (rs: readonly number[]) => {
-      const g = new Float32Array(rs.length * dn);
-      rs.forEach((r, j) => g.set(states[r].latest[i + 1], j * dn));
-      return op.rmsnorm(Tensor.from(be, g, [rs.length, dn]), m.p(`${t}.up_norm.weight`), c.block.norm_eps);
+      const g = Tensor.empty(be, [rs.length, dn]);
+      rs.forEach((r, j) => op.copyRows(g, j, states[r].latest[i + 1]!, 0, 1));
+      return op.rmsnorm(g, m.p(`${t}.up_norm.weight`), c.block.norm_eps);
     };
     let u: Tensor;
     if (c.pooling_type === "simple") {
@@ -359,11 +362,9 @@ function boundaryRows(rows: readonly number[], lv: Int32Array, i: number): Int32
   return Int32Array.from(out);
 }
 
-/** Remember each row's stage-s output [rows, 1, d_s] as its latest coarse vector. */
+/** Remember each row's stage-s output [rows, 1, d_s] as its latest coarse vector (a copy on the device). */
 function setLatest(states: readonly SequenceState[], rows: readonly number[], s: number, x: Tensor): void {
-  const d = x.dim(-1);
-  const h = x.toFloat32();
-  rows.forEach((r, j) => states[r].latest[s].set(h.subarray(j * d, (j + 1) * d)));
+  rows.forEach((r, j) => op.copyRows(states[r].latest[s]!, 0, x, j, 1));
 }
 
 /**

@@ -5,7 +5,8 @@
 // grows by doubling. Keys are stored after RoPE (at their own positions), so the order of the slots does not
 // matter to attention: a query sees every valid slot, and softmax is a sum over them.
 //
-// Storages are allocated with `backend.alloc` rather than inside a `scoped` frame: they outlive every step.
+// Storages are allocated with `backend.alloc` rather than inside a `scoped` frame: they outlive every step. Keys
+// and values only ever move on the device (copyRows), never through the host.
 
 import type { Backend, Storage } from "../engine/backend.js";
 import { Tensor } from "../engine/tensor.js";
@@ -46,19 +47,21 @@ export class KvCache {
   }
 
   /**
-   * Append `count` consecutive positions whose keys/values are rows of `k`/`v` [count, rowSize] (host memory).
-   * For a ring only the last W of them are kept: the earlier ones are outside every later query's window.
+   * Append `count` consecutive positions whose keys/values are rows [row, row + count) of `k`/`v` (viewed as
+   * rows of n_kv_heads * head_dim), copied on the device. For a ring only the last W of them are kept: the
+   * earlier ones are outside every later query's window.
    */
-  append(k: Float32Array, v: Float32Array, count: number): void {
-    const rs = this.rowSize;
+  append(k: Tensor, v: Tensor, row: number, count: number): void {
     const end = this.length + count;
     this.reserve(this.window > 0 ? Math.min(end, this.window) : end);
-    const first = this.window > 0 ? Math.max(this.length, end - this.window) : this.length;
-    for (let t = first; t < end; t++) {
+    let t = this.window > 0 ? Math.max(this.length, end - this.window) : this.length;
+    while (t < end) {
+      // A ring wraps at most once: copy the run of positions up to the end of the slots, then the rest.
       const slot = this.window > 0 ? t % this.window : t;
-      const r = t - this.length;
-      this.backend.write(this.keys, k.subarray(r * rs, (r + 1) * rs), slot * rs);
-      this.backend.write(this.values, v.subarray(r * rs, (r + 1) * rs), slot * rs);
+      const n = Math.min(end - t, this.slots - slot);
+      this.copy(this.keys, slot, k, row + t - this.length, n);
+      this.copy(this.values, slot, v, row + t - this.length, n);
+      t += n;
     }
     this.length = end;
   }
@@ -82,17 +85,24 @@ export class KvCache {
     while (n < slots) n *= 2;
     if (this.window > 0) n = Math.min(n, this.window);
     const rs = this.rowSize;
-    const keys = this.backend.alloc(n * rs);
-    const values = this.backend.alloc(n * rs);
-    const used = this.length * rs;
-    if (used > 0) {
-      this.backend.write(keys, this.backend.read(this.keys).subarray(0, used), 0);
-      this.backend.write(values, this.backend.read(this.values).subarray(0, used), 0);
+    const keys = this.backend.alloc(n * rs, false);
+    const values = this.backend.alloc(n * rs, false);
+    const p = { dim: rs, rows: this.length, srcRow: 0, dstRow: 0 };
+    if (this.length > 0) {
+      this.backend.copyRows(keys, this.keys, p);
+      this.backend.copyRows(values, this.values, p);
     }
     this.backend.release(this.keys);
     this.backend.release(this.values);
     this.keys = keys;
     this.values = values;
     this.slots = n;
+  }
+
+  /** Rows [row, row + n) of src (rows of rowSize) into slots [slot, slot + n) of dst. */
+  private copy(dst: Storage, slot: number, src: Tensor, row: number, n: number): void {
+    if ((row + n) * this.rowSize > src.size)
+      throw new Error(`KvCache: rows ${row}..${row + n} past [${src.shape}]`);
+    this.backend.copyRows(dst, src.storage, { dim: this.rowSize, rows: n, srcRow: row, dstRow: slot });
   }
 }

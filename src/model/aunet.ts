@@ -292,7 +292,7 @@ export class AUNet {
     B: number,
     S: number,
     opts: ForwardOptions = {},
-  ): ForwardResult & { loss: Tensor; rowLoss: Float32Array } {
+  ): ForwardResult & { loss: Tensor; rowLoss: Tensor } {
     const r = this.forward(tokens, levelMask, B, S, opts);
     const V = this.config.vocab_size;
     const { loss, rowLoss } = op.crossEntropy(op.reshape(r.logits, [B * S, V]), targets);

@@ -21,7 +21,7 @@ import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.js";
 import { DataStats, discoverSources, type SourceFile } from "../data/sources.js";
 import { collectDocs, TrainLoader } from "../data/loader.js";
 import type { PackedDoc } from "../data/packing.js";
-import { AdamW, clipScale } from "./optimizer.js";
+import { AdamW } from "./optimizer.js";
 import { lrAt, type ScheduleConfig } from "./schedule.js";
 import {
   configMismatch,
@@ -422,7 +422,7 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
             const out = model.loss(batch.tokens, batch.mask, batch.targets, B, S);
             // lingua scales the loss so that the accumulated gradient is the mean over all micro-batches.
             backward(acc > 1 ? op.scale(out.loss, 1 / acc) : out.loss);
-            return { loss: out.loss.item(), rowLoss: out.rowLoss, pools: out.pools };
+            return { loss: out.loss.item(), rowLoss: out.rowLoss.toFloat32(), pools: out.pools };
           } catch (e) {
             clearTape();
             throw e;
@@ -436,14 +436,14 @@ export async function train(opts: TrainOptions): Promise<TrainSummary> {
         });
       }
       const loss = lossSum / acc;
-      const gradNorm = opt.gradNorm();
+      const lr = lrAt(step + 1, cfg.optim.lr, sched());
+      const update = opt.update(lr);
+      const gradNorm = update.gradNorm.item();
+      const scale = update.clipScale.item();
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm))
         throw new UserError(
           `training diverged at step ${step + 1} (loss ${loss}, gradient norm ${gradNorm}); the last checkpoint is ${lastSaved || "none"}; try a lower --lr`,
         );
-      const scale = clipScale(gradNorm, cfg.optim.clip);
-      const lr = lrAt(step + 1, cfg.optim.lr, sched());
-      opt.update(lr, scale);
       model.zeroGrad();
       step++;
 
