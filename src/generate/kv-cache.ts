@@ -20,16 +20,23 @@ export class KvCache {
   /** Positions appended so far (the position of the next one). */
   length = 0;
 
-  /** `window`: 0 for a stage without a sliding window (the cache grows), else W (a ring of W slots). */
+  /**
+   * `window`: 0 for a stage without a sliding window (the cache grows), else W (a ring of W slots).
+   * `capacity`: positions to make room for up front (a generation knows its prompt and its maximum length);
+   * the slots are not written until used, so the memory of a large reservation that is never reached stays
+   * virtual, and a cache that reaches it never reallocates (no copies, nothing left behind in a pool).
+   */
   constructor(
     private readonly backend: Backend,
     readonly nKvHeads: number,
     readonly headDim: number,
     readonly window: number,
+    capacity = 0,
   ) {
-    this.slots = window > 0 ? Math.min(window, MIN_SLOTS) : MIN_SLOTS;
-    this.keys = backend.alloc(this.slots * this.rowSize);
-    this.values = backend.alloc(this.slots * this.rowSize);
+    const want = Math.max(MIN_SLOTS, capacity);
+    this.slots = window > 0 ? Math.min(window, want) : want;
+    this.keys = backend.alloc(this.slots * this.rowSize, false);
+    this.values = backend.alloc(this.slots * this.rowSize, false);
   }
 
   get rowSize(): number {
@@ -64,6 +71,38 @@ export class KvCache {
       t += n;
     }
     this.length = end;
+  }
+
+  /**
+   * Keys and values for a chunk of `count` new queries whose keys/values are the rows of `k`/`v`, and the
+   * chunk's first query position among them; the new positions are appended. Without a window the cache is
+   * in position order, so the new rows are appended first and the whole cache is the answer (no copy). A ring
+   * is not in position order and the chunk may overwrite keys its own earlier queries need, so the visible
+   * positions and the new ones are laid out in order in a scratch pair first.
+   */
+  extend(k: Tensor, v: Tensor, count: number): { k: Tensor; v: Tensor; qOffset: number } {
+    if (this.window === 0) {
+      const qOffset = this.length;
+      this.append(k, v, 0, count);
+      return { ...this.view(), qOffset };
+    }
+    const vis = this.visible;
+    const shape = [1, vis + count, this.nKvHeads, this.headDim];
+    const kk = Tensor.empty(this.backend, shape),
+      vv = Tensor.empty(this.backend, shape);
+    for (let t = this.length - vis; t < this.length;) {
+      const slot = t % this.window;
+      const n = Math.min(this.length - t, this.slots - slot);
+      const p = { dim: this.rowSize, rows: n, srcRow: slot, dstRow: t - (this.length - vis) };
+      this.backend.copyRows(kk.storage, this.keys, p);
+      this.backend.copyRows(vv.storage, this.values, p);
+      t += n;
+    }
+    const p = { dim: this.rowSize, rows: count, srcRow: 0, dstRow: vis };
+    this.backend.copyRows(kk.storage, k.storage, p);
+    this.backend.copyRows(vv.storage, v.storage, p);
+    this.append(k, v, 0, count);
+    return { k: kk, v: vv, qOffset: vis };
   }
 
   /** Keys and values of every visible position as [1, visible, n_kv_heads, head_dim] views (no copy). */
