@@ -2,7 +2,7 @@
 // implements it as a single fused kernel. Inputs are dense row-major tensors; "rows" means the product of all
 // leading dimensions.
 
-import type { AttentionParams } from "./backend.js";
+import type { AttentionParams, Storage } from "./backend.js";
 import { Tensor, record, scratch, sizeOf, type Shape } from "./tensor.js";
 
 function check(cond: boolean, msg: () => string): void {
@@ -11,6 +11,33 @@ function check(cond: boolean, msg: () => string): void {
 
 function sameShape(a: Shape, b: Shape): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * Where a kernel that writes several gradients at once should write them: each input's gradient, except that
+ * an input that needs none gets a scratch, and so does an input passed twice (swiglu(x, x)): kernels may not
+ * write two outputs that alias, so the second contribution lands in a scratch that `done` adds back.
+ */
+function gradTargets(ts: readonly Tensor[]): { grads: Storage[]; done: () => void } {
+  const be = ts[0].backend;
+  const scratches: Storage[] = [];
+  const adds: [Storage, Storage][] = [];
+  const seen = new Set<Tensor>();
+  const grads = ts.map((t) => {
+    if (t.requiresGrad && !seen.has(t)) {
+      seen.add(t);
+      return t.ensureGrad().storage;
+    }
+    const s = be.alloc(t.size);
+    scratches.push(s);
+    if (t.requiresGrad) adds.push([t.ensureGrad().storage, s]);
+    return s;
+  });
+  const done = () => {
+    for (const [g, s] of adds) be.axpy(g, s, 1);
+    for (const s of scratches) be.release(s);
+  };
+  return { grads, done };
 }
 
 /** A view with another shape over the same storage. */
@@ -212,11 +239,9 @@ export function swiglu(a: Tensor, b: Tensor): Tensor {
   const out = Tensor.empty(be, a.shape);
   be.swiglu(out.storage, a.storage, b.storage);
   record(out, [a, b], (g) => {
-    const da = a.requiresGrad ? a.ensureGrad().storage : be.alloc(a.size);
-    const db = b.requiresGrad ? b.ensureGrad().storage : be.alloc(b.size);
-    be.swigluBackward(da, db, g.storage, a.storage, b.storage);
-    if (!a.requiresGrad) be.release(da);
-    if (!b.requiresGrad) be.release(db);
+    const t = gradTargets([a, b]);
+    be.swigluBackward(t.grads[0], t.grads[1], g.storage, a.storage, b.storage);
+    t.done();
   });
   return out;
 }
@@ -283,18 +308,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const lse = scratch(be, B * H * sq, false);
   be.attention(out.storage, lse, q.storage, k.storage, v.storage, p);
   record(out, [q, k, v], (g) => {
-    const scratch: import("./backend.js").Storage[] = [];
-    const gradOf = (t: Tensor) => {
-      if (t.requiresGrad) return t.ensureGrad().storage;
-      const s = be.alloc(t.size);
-      scratch.push(s);
-      return s;
-    };
+    const t = gradTargets([q, k, v]);
     be.attentionBackward(
       {
-        dq: gradOf(q),
-        dk: gradOf(k),
-        dv: gradOf(v),
+        dq: t.grads[0],
+        dk: t.grads[1],
+        dv: t.grads[2],
         dout: g.storage,
         q: q.storage,
         k: k.storage,
@@ -304,7 +323,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
       },
       p,
     );
-    for (const s of scratch) be.release(s);
+    t.done();
   });
   return out;
 }
