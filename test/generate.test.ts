@@ -22,18 +22,9 @@ import { parseStrategy } from "../src/data/splitter.js";
 import { decodeBytes, encodeText } from "../src/data/bytes.js";
 import { Rng } from "../src/util/rng.js";
 import { FIXTURES, hasFixtures, randInts } from "./helpers.js";
+import { maxAbsDiff } from "../src/util/compare.js";
 
 const V = 258;
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    m = d > m || Number.isNaN(d) ? d : m;
-  }
-  return m;
-}
 
 const fixtureDirs = hasFixtures
   ? readdirSync(FIXTURES)
