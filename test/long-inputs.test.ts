@@ -1,6 +1,7 @@
 // Long inputs go through the KV caches in bounded chunks: a multiple-choice continuation longer than the
 // batched path allows is scored through the caches with the same result, and a long generation keeps each
-// cache's memory to what its positions need (reserved up front, never copied into a larger buffer).
+// cache's memory to what its positions need (reserved up front, never copied into a larger buffer), and native
+// storage handles are recycled rather than left to finalizers that only run when the event loop turns.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { RefBackend } from "../src/backends/ref.js";
@@ -9,6 +10,8 @@ import { parseConfig } from "../src/model/config.js";
 import { scoreContinuations } from "../src/eval/loglik.js";
 import { Generator } from "../src/generate/generator.js";
 import { encodeText } from "../src/data/bytes.js";
+import { loadNativeBackend } from "../src/backends/native.js";
+import type { Storage } from "../src/engine/backend.js";
 
 function tinyModel() {
   const cfg = parseConfig({
@@ -65,4 +68,24 @@ test("a generation's caches are sized once for prompt + output and never grow", 
   assert.equal(trunk.capacity, 206, "no reallocation within the reserved length");
   assert.equal(state.caches.get("encoders.0")![0].capacity, 9, "a ring stays at its window");
   state.release();
+});
+
+test("native storages recycle released handles (no finalizer left per allocation in a synchronous loop)", (t) => {
+  const nb = loadNativeBackend().backend;
+  if (!nb) {
+    t.skip("native addon not built");
+    return;
+  }
+  const handle = (s: Storage) => (s as unknown as { h: object | null }).h;
+  const a = nb.alloc(100);
+  const h = handle(a);
+  nb.release(a);
+  assert.equal(handle(a), null);
+  assert.throws(() => nb.readSync(a), /used after release/);
+  nb.release(a); // a second release is harmless
+  const b = nb.alloc(37);
+  assert.equal(handle(b), h, "the released handle serves the next allocation");
+  assert.equal(nb.readSync(b).length, 37);
+  assert.ok(nb.readSync(b).every((x) => x === 0));
+  nb.release(b);
 });
