@@ -155,7 +155,7 @@ function benchAttention(nb: NativeBackend): Row[] {
     for (const threads of THREADS) {
       nb.setThreads(threads);
       const tf = time(() => nb.attention(out, lse, q, k, v, p));
-      const tb = time(() => nb.attentionBackward(dq, dk, dv, g, q, k, v, out, lse, p));
+      const tb = time(() => nb.attentionBackward({ dq, dk, dv, dout: g, q, k, v, out, lse }, p));
       // forward: QK^T and PV, 2 flops each per pair and head dim; backward: five such products
       const ff = 4 * pairs * p.headDim,
         fb = 10 * pairs * p.headDim;

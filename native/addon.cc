@@ -186,10 +186,24 @@ void check_indices(const Napi::CallbackInfo& info, const I32& a, long limit, con
 // ---------------------------------------------------------------------------------------------------------
 // Storage API
 
-// alloc(n, zero = true): outputs that a kernel overwrites entirely skip the zero fill.
+// alloc(n, zero = true, reuse?): outputs that a kernel overwrites entirely skip the zero fill. `reuse`, a
+// released storage handle, gets the new memory instead of a new handle: Node runs the finalizers of collected
+// handles only when the event loop turns (SetImmediate), so a synchronous loop (a generation, a training step)
+// that made a new handle per allocation piled up finalizer records without bound.
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   bool zero = info.Length() < 2 || !info[1].IsBoolean() || info[1].As<Napi::Boolean>().Value();
-  return make_storage(info.Env(), (size_t)arg_size(info, 0), zero);
+  size_t n = (size_t)arg_size(info, 0);
+  if (info.Length() < 3 || !info[2].IsExternal()) return make_storage(info.Env(), n, zero);
+  Buf* b = info[2].As<Napi::External<Buf>>().Data();
+  if (!b || b->p) throw Napi::Error::New(info.Env(), "aunet native: alloc can only reuse a released storage");
+  b->n = n;
+  b->cap = cap_for(n);
+  bool fresh;
+  b->p = mem_take(b->cap, &fresh);
+  if (!b->p) throw Napi::Error::New(info.Env(), "aunet native: out of memory allocating " + std::to_string(n) + " floats");
+  if (zero) g_k->fill(b->p, (long)b->cap, 0.f);
+  external_memory(info.Env(), b, +1);
+  return info[2];
 }
 
 Napi::Value FromFloat32(const Napi::CallbackInfo& info) {
@@ -287,27 +301,27 @@ Napi::Value SupportedIsas(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------------------------------------
 // Elementwise
 
-Napi::Value Fill(const Napi::CallbackInfo& info) {
+Napi::Value K_fill(const Napi::CallbackInfo& info) {
   Buf* o = arg_buf(info, 0);
   g_k->fill(o->p, (long)o->n, (float)arg_num(info, 1));
   return info.Env().Undefined();
 }
 
-Napi::Value Copy(const Napi::CallbackInfo& info) {
+Napi::Value K_copy(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1);
   need(info, a->n <= o->n, "copy: source larger than destination");
   if (o->p != a->p) g_k->copy(o->p, a->p, (long)a->n);
   return info.Env().Undefined();
 }
 
-Napi::Value Add(const Napi::CallbackInfo& info) {
+Napi::Value K_add(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1), *b = arg_buf(info, 2);
   need(info, a->n >= o->n && b->n >= o->n, "add: input smaller than output");
   g_k->add(o->p, a->p, b->p, (long)o->n);
   return info.Env().Undefined();
 }
 
-Napi::Value Axpy(const Napi::CallbackInfo& info) {
+Napi::Value K_axpy(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1);
   need(info, a->n >= o->n, "axpy: input smaller than output");
   need(info, o->p != a->p, "axpy: output may not alias the input");
@@ -315,20 +329,16 @@ Napi::Value Axpy(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value Scale(const Napi::CallbackInfo& info) {
+Napi::Value K_scale(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1);
   need(info, a->n >= o->n, "scale: input smaller than output");
   g_k->scale(o->p, a->p, (float)arg_num(info, 2), (long)o->n);
   return info.Env().Undefined();
 }
 
-Napi::Value Sum(const Napi::CallbackInfo& info) {
-  Buf* a = arg_buf(info, 0);
-  return Napi::Number::New(info.Env(), g_k->sum(a->p, (long)a->n));
-}
 
 // reduceSum(out, a, alpha): out[0] = alpha * sum(a), without a round trip of the sum through JS
-Napi::Value ReduceSum(const Napi::CallbackInfo& info) {
+Napi::Value K_reduceSum(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1);
   double alpha = arg_num(info, 2);
   need(info, o->n >= 1, "reduceSum: out is empty");
@@ -336,16 +346,31 @@ Napi::Value ReduceSum(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value SumSquares(const Napi::CallbackInfo& info) {
-  Buf* a = arg_buf(info, 0);
-  return Napi::Number::New(info.Env(), g_k->sumsq(a->p, (long)a->n));
+// broadcast(out, a, alpha): out[i] = alpha * a[0], a device scalar spread over out (a backward's seed)
+Napi::Value K_broadcast(const Napi::CallbackInfo& info) {
+  Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1);
+  need(info, a->n >= 1, "broadcast: a is empty");
+  g_k->fill(o->p, (long)o->n, (float)(arg_num(info, 2) * a->p[0]));
+  return info.Env().Undefined();
 }
+
+// copyRows(dst, src, dim, rows, srcRow, dstRow): KV caches and generation state, without leaving native memory
+Napi::Value K_copyRows(const Napi::CallbackInfo& info) {
+  Buf *d = arg_buf(info, 0), *s = arg_buf(info, 1);
+  long dim = arg_size(info, 2), rows = arg_size(info, 3), sr = arg_size(info, 4), dr = arg_size(info, 5);
+  need(info, (double)(sr + rows) * dim <= (double)s->n, "copyRows: rows past the end of src");
+  need(info, (double)(dr + rows) * dim <= (double)d->n, "copyRows: rows past the end of dst");
+  need(info, d->p != s->p, "copyRows: dst may not alias src");
+  if (rows > 0 && dim > 0) g_k->copy(d->p + dr * dim, s->p + sr * dim, rows * dim);
+  return info.Env().Undefined();
+}
+
 
 // ---------------------------------------------------------------------------------------------------------
 // Linear algebra and rows
 
 // matmul(out, a, b, m, n, k, transA, transB, accumulate)
-Napi::Value Matmul(const Napi::CallbackInfo& info) {
+Napi::Value K_matmul(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1), *b = arg_buf(info, 2);
   long m = arg_size(info, 3), n = arg_size(info, 4), k = arg_size(info, 5);
   bool ta = arg_bool(info, 6), tb = arg_bool(info, 7), acc = arg_bool(info, 8);
@@ -358,7 +383,7 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
 }
 
 // gather(out, src, idx, dim): also the embedding forward
-Napi::Value Gather(const Napi::CallbackInfo& info) {
+Napi::Value K_gather(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *s = arg_buf(info, 1);
   I32 idx = arg_i32(info, 2);
   long dim = arg_size(info, 3);
@@ -370,7 +395,7 @@ Napi::Value Gather(const Napi::CallbackInfo& info) {
 }
 
 // scatterAdd(dst, src, idx, dim): also the embedding backward
-Napi::Value ScatterAdd(const Napi::CallbackInfo& info) {
+Napi::Value K_scatterAdd(const Napi::CallbackInfo& info) {
   Buf *d = arg_buf(info, 0), *s = arg_buf(info, 1);
   I32 idx = arg_i32(info, 2);
   long dim = arg_size(info, 3);
@@ -386,7 +411,7 @@ Napi::Value ScatterAdd(const Napi::CallbackInfo& info) {
 // Normalisation and activations
 
 // rmsnorm(out, rstd, x, w, dim, eps)
-Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
+Napi::Value K_rmsnorm(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *r = arg_buf(info, 1), *x = arg_buf(info, 2), *w = arg_buf(info, 3);
   long dim = arg_size(info, 4);
   need(info, dim > 0 && x->n % dim == 0, "rmsnorm: x.size must be a multiple of dim");
@@ -397,7 +422,7 @@ Napi::Value Rmsnorm(const Napi::CallbackInfo& info) {
 }
 
 // rmsnormBackward(dx, dw, dout, x, w, rstd, dim)
-Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
+Napi::Value K_rmsnormBackward(const Napi::CallbackInfo& info) {
   Buf *dx = arg_buf(info, 0), *dw = arg_buf(info, 1), *g = arg_buf(info, 2), *x = arg_buf(info, 3),
       *w = arg_buf(info, 4), *r = arg_buf(info, 5);
   long dim = arg_size(info, 6);
@@ -409,7 +434,7 @@ Napi::Value RmsnormBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-Napi::Value Swiglu(const Napi::CallbackInfo& info) {
+Napi::Value K_swiglu(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *a = arg_buf(info, 1), *b = arg_buf(info, 2);
   need(info, a->n >= o->n && b->n >= o->n, "swiglu: input smaller than output");
   g_k->swiglu(o->p, a->p, b->p, (long)o->n);
@@ -417,7 +442,7 @@ Napi::Value Swiglu(const Napi::CallbackInfo& info) {
 }
 
 // swigluBackward(da, db, dout, a, b)
-Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
+Napi::Value K_swigluBackward(const Napi::CallbackInfo& info) {
   Buf *da = arg_buf(info, 0), *db = arg_buf(info, 1), *g = arg_buf(info, 2), *a = arg_buf(info, 3),
       *b = arg_buf(info, 4);
   size_t n = g->n;
@@ -427,7 +452,7 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
 }
 
 // rope(out, x, cos, sin, rows, seq, nHeads, headDim, positions|null, backward)
-Napi::Value Rope(const Napi::CallbackInfo& info) {
+Napi::Value K_rope(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *x = arg_buf(info, 1), *c = arg_buf(info, 2), *s = arg_buf(info, 3);
   long rows = arg_size(info, 4), seq = arg_size(info, 5), nh = arg_size(info, 6), hd = arg_size(info, 7);
   bool backward = arg_bool(info, 9);
@@ -479,7 +504,7 @@ void check_attn(const Napi::CallbackInfo& info, const AttnParams& p, Buf* q, Buf
 }
 
 // attention(out, lse, q, k, v, batch, sq, sk, nHeads, nKvHeads, headDim, qOffset, window, scale)
-Napi::Value Attention(const Napi::CallbackInfo& info) {
+Napi::Value K_attention(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *l = arg_buf(info, 1), *q = arg_buf(info, 2), *k = arg_buf(info, 3),
       *v = arg_buf(info, 4);
   AttnParams p = attn_params(info, 5);
@@ -489,7 +514,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
 }
 
 // attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, ...params)
-Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+Napi::Value K_attentionBackward(const Napi::CallbackInfo& info) {
   Buf *dq = arg_buf(info, 0), *dk = arg_buf(info, 1), *dv = arg_buf(info, 2), *g = arg_buf(info, 3),
       *q = arg_buf(info, 4), *k = arg_buf(info, 5), *v = arg_buf(info, 6), *o = arg_buf(info, 7),
       *l = arg_buf(info, 8);
@@ -504,7 +529,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
 // Indexed linear
 
 // indexedLinear(out, x, w, pos, dIn, dOut)
-Napi::Value IndexedLinear(const Napi::CallbackInfo& info) {
+Napi::Value K_indexedLinear(const Napi::CallbackInfo& info) {
   Buf *o = arg_buf(info, 0), *x = arg_buf(info, 1), *w = arg_buf(info, 2);
   I32 pos = arg_i32(info, 3);
   long din = arg_size(info, 4), dout = arg_size(info, 5);
@@ -518,7 +543,7 @@ Napi::Value IndexedLinear(const Napi::CallbackInfo& info) {
 }
 
 // indexedLinearBackward(dx, dw, dout, x, w, pos, dIn, dOut)
-Napi::Value IndexedLinearBackward(const Napi::CallbackInfo& info) {
+Napi::Value K_indexedLinearBackward(const Napi::CallbackInfo& info) {
   Buf *dx = arg_buf(info, 0), *dw = arg_buf(info, 1), *g = arg_buf(info, 2), *x = arg_buf(info, 3),
       *w = arg_buf(info, 4);
   I32 pos = arg_i32(info, 5);
@@ -538,7 +563,7 @@ Napi::Value IndexedLinearBackward(const Napi::CallbackInfo& info) {
 // Loss and optimiser
 
 // crossEntropy(loss, lse, logits, targets, vocab)
-Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
+Napi::Value K_crossEntropy(const Napi::CallbackInfo& info) {
   Buf *loss = arg_buf(info, 0), *lse = arg_buf(info, 1), *x = arg_buf(info, 2);
   I32 t = arg_i32(info, 3);
   long vocab = arg_size(info, 4);
@@ -551,7 +576,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
 }
 
 // crossEntropyBackward(dlogits, dloss, logits, lse, targets, vocab)
-Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
+Napi::Value K_crossEntropyBackward(const Napi::CallbackInfo& info) {
   Buf *dl = arg_buf(info, 0), *g = arg_buf(info, 1), *x = arg_buf(info, 2), *lse = arg_buf(info, 3);
   I32 t = arg_i32(info, 4);
   long vocab = arg_size(info, 5);
@@ -564,11 +589,37 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// adamw(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale)
-Napi::Value AdamW(const Napi::CallbackInfo& info) {
+// clipGradNorm(norm, scale, grads, maxNorm): torch's clip_grad_norm_ total norm and coefficient, on the device.
+// Per-gradient sums of squares in double, added in list order (independent of the thread count).
+Napi::Value K_clipGradNorm(const Napi::CallbackInfo& info) {
+  Buf *norm = arg_buf(info, 0), *scale = arg_buf(info, 1);
+  Napi::Array grads = info[2].As<Napi::Array>();
+  double maxNorm = arg_num(info, 3);
+  need(info, norm->n >= 1 && scale->n >= 1, "clipGradNorm: norm and scale need one element");
+  double ss = 0;
+  for (uint32_t i = 0; i < grads.Length(); i++) {
+    Napi::Value v = grads.Get(i);
+    if (!v.IsExternal()) throw Napi::TypeError::New(info.Env(), "aunet native: clipGradNorm: grads[" + std::to_string(i) + "] is not a storage");
+    Buf* g = v.As<Napi::External<Buf>>().Data();
+    if (!g || !g->p) throw Napi::Error::New(info.Env(), "aunet native: storage used after release");
+    ss += g_k->sumsq(g->p, (long)g->n);
+  }
+  double total = std::sqrt(ss);
+  norm->p[0] = (float)total;
+  // As torch: a non-finite norm gives a non-finite scale (the caller decides to stop), never a silent 1.
+  scale->p[0] = maxNorm > 0 ? (float)std::fmin(1.0, maxNorm / (total + 1e-6)) : 1.f;
+  if (maxNorm > 0 && std::isnan(total)) scale->p[0] = NAN;
+  return info.Env().Undefined();
+}
+
+// adamw(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step, gradScale): gradScale is a [1] storage
+Napi::Value K_adamw(const Napi::CallbackInfo& info) {
   Buf *p = arg_buf(info, 0), *g = arg_buf(info, 1), *m = arg_buf(info, 2), *v = arg_buf(info, 3);
   double lr = arg_num(info, 4), b1 = arg_num(info, 5), b2 = arg_num(info, 6), eps = arg_num(info, 7),
-         wd = arg_num(info, 8), step = arg_num(info, 9), gs = arg_num(info, 10);
+         wd = arg_num(info, 8), step = arg_num(info, 9);
+  Buf* gsb = arg_buf(info, 10);
+  need(info, gsb->n >= 1, "adamw: gradScale is empty");
+  double gs = gsb->p[0];
   size_t n = p->n;
   need(info, g->n >= n && m->n >= n && v->n >= n, "adamw: grad/m/v smaller than param");
   AdamParams ap;
@@ -583,6 +634,73 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   ap.eps = (float)eps;
   g_k->adamw(p->p, g->p, m->p, v->p, (long)n, ap);
   return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The kernel table (kernel_list.h): one entry per exported kernel, with its signature
+
+struct KernelEntry {
+  const char* name;
+  const char* sig;
+  Napi::Value (*f)(const Napi::CallbackInfo&);
+};
+
+const KernelEntry kKernelTable[] = {
+#define AUNET_JS_ENTRY(name, sig) {#name, sig, K_##name},
+    AUNET_JS_KERNELS(AUNET_JS_ENTRY)
+#undef AUNET_JS_ENTRY
+};
+
+const char* arg_kind(char c) {
+  switch (c) {
+    case 'S': return "a storage";
+    case 'N': return "a number";
+    case 'I': return "a non-negative integer";
+    case 'B': return "a boolean";
+    case 'A': return "an Int32Array";
+    case 'P': return "an Int32Array or null";
+    case 'L': return "an array of storages";
+  }
+  return "?";
+}
+
+bool arg_matches(const Napi::Value& v, char c) {
+  switch (c) {
+    case 'S': return v.IsExternal();
+    case 'N': return v.IsNumber();
+    case 'I': {
+      if (!v.IsNumber()) return false;
+      double d = v.As<Napi::Number>().DoubleValue();
+      return d >= 0 && d == std::floor(d) && d <= 9.0e15;
+    }
+    case 'B': return v.IsBoolean();
+    case 'A': return v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_int32_array;
+    case 'P': return v.IsNull() || arg_matches(v, 'A');
+    case 'L': return v.IsArray();
+  }
+  return false;
+}
+
+// Every compute kernel enters here: argument count and types are checked against the declared signature, so
+// a wrapper only checks sizes and indices.
+Napi::Value CheckedKernel(const Napi::CallbackInfo& info) {
+  const KernelEntry* k = (const KernelEntry*)info.Data();
+  size_t n = std::strlen(k->sig);
+  if (info.Length() != n)
+    throw Napi::TypeError::New(info.Env(), std::string("aunet native: ") + k->name + " takes " + std::to_string(n) +
+                                               " arguments, got " + std::to_string(info.Length()));
+  for (size_t i = 0; i < n; i++)
+    if (!arg_matches(info[i], k->sig[i]))
+      throw Napi::TypeError::New(info.Env(), std::string("aunet native: ") + k->name + ": argument " +
+                                                 std::to_string(i) + " must be " + arg_kind(k->sig[i]));
+  return k->f(info);
+}
+
+// kernelSignatures(): { name: signature } for every compute kernel (checked against the TypeScript table)
+Napi::Value KernelSignatures(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  for (const KernelEntry& k : kKernelTable) o.Set(k.name, k.sig);
+  return o;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -611,31 +729,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"isa", GetIsa},
       {"setIsa", SetIsa},
       {"supportedIsas", SupportedIsas},
-      {"fill", Fill},
-      {"copy", Copy},
-      {"add", Add},
-      {"axpy", Axpy},
-      {"scale", Scale},
-      {"sum", Sum},
-      {"reduceSum", ReduceSum},
-      {"sumSquares", SumSquares},
-      {"matmul", Matmul},
-      {"gather", Gather},
-      {"scatterAdd", ScatterAdd},
-      {"rmsnorm", Rmsnorm},
-      {"rmsnormBackward", RmsnormBackward},
-      {"swiglu", Swiglu},
-      {"swigluBackward", SwigluBackward},
-      {"rope", Rope},
-      {"attention", Attention},
-      {"attentionBackward", AttentionBackward},
-      {"indexedLinear", IndexedLinear},
-      {"indexedLinearBackward", IndexedLinearBackward},
-      {"crossEntropy", CrossEntropy},
-      {"crossEntropyBackward", CrossEntropyBackward},
-      {"adamw", AdamW},
+      {"kernelSignatures", KernelSignatures},
   };
   for (const Fn& f : fns) exports.Set(f.name, Napi::Function::New(env, f.f, f.name));
+  // Compute kernels: the arguments are checked against the kernel's signature before its wrapper runs.
+  for (const KernelEntry& k : kKernelTable)
+    exports.Set(k.name, Napi::Function::New(env, CheckedKernel, k.name, (void*)&k));
   return exports;
 }
 

@@ -240,7 +240,7 @@ test("crossEntropy (mean over rows, through log-softmax)", () => {
     let z = 0;
     for (let j = 0; j < 11; j++) z += Math.exp(L[r * 11 + j]);
     const nll = Math.log(z) - L[r * 11 + t[r]];
-    assert.ok(Math.abs(rowLoss[r] - nll) < 1e-5);
+    assert.ok(Math.abs(rowLoss.toFloat32()[r] - nll) < 1e-5);
     total += nll;
   }
   assert.ok(Math.abs(raw(loss)[0] - total / 6) < 1e-12);
@@ -269,7 +269,7 @@ test("AdamW update matches the closed form for one step", () => {
     eps: 1e-8,
     weightDecay: 0.1,
     step: 1,
-    gradScale: 1,
+    gradScale: be.fromFloat32(Float32Array.of(1)),
   });
   const P = be.readRaw(p);
   // Step 1: m_hat = g, v_hat = g^2, so the update is lr * sign(g) (up to eps), after decay by (1 - lr*wd).

@@ -538,9 +538,9 @@ test(
       const text = readFileSync(join(DATA, "bpb", name), "utf8").replace(/\s+$/, "");
       const { tokens, mask } = documentLevelMask(text, config.strategy);
       const n = tokens.length - 1;
-      const loss = noGrad(() =>
-        m.loss(tokens.subarray(0, n), mask.subarray(0, n), tokens.subarray(1), 1, n),
-      ).rowLoss.reduce((a, b) => a + b, 0);
+      const loss = noGrad(() => m.loss(tokens.subarray(0, n), mask.subarray(0, n), tokens.subarray(1), 1, n))
+        .rowLoss.toFloat32()
+        .reduce((a, b) => a + b, 0);
       const nBytes = encodeText(text).length;
       assert.equal(r.files[i].bytes, nBytes);
       assert.ok(Math.abs(r.files[i].bitsPerByte - loss / nBytes / Math.LN2) < 1e-4);

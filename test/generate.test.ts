@@ -22,18 +22,9 @@ import { parseStrategy } from "../src/data/splitter.js";
 import { decodeBytes, encodeText } from "../src/data/bytes.js";
 import { Rng } from "../src/util/rng.js";
 import { FIXTURES, hasFixtures, randInts } from "./helpers.js";
+import { maxAbsDiff } from "../src/util/compare.js";
 
 const V = 258;
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    m = d > m || Number.isNaN(d) ? d : m;
-  }
-  return m;
-}
 
 const fixtureDirs = hasFixtures
   ? readdirSync(FIXTURES)
@@ -153,6 +144,50 @@ for (const [backend, cases] of RUNS)
       assert.ok(worst <= 1e-4, `${n} stages, ${pooling}, residuals ${residuals}: ${worst}`);
     }
   });
+
+test("a prompt prefilled in chunks gives the same logits and caches as in one pass (exact on the reference backend)", () => {
+  const rng = new Rng(12);
+  for (const [n, pooling, residuals] of CASES) {
+    const model = randomModel(rng, n, pooling, residuals);
+    const inc = new IncrementalAUNet(model);
+    // Longer than every window (rings wrap inside a chunk and across chunks), with boundaries at every level.
+    const L = 53;
+    const tokens = randInts(rng, L, 256);
+    const levels = Int32Array.from({ length: L }, () => (rng.next() < 0.4 ? 1 + rng.int(n + 1) : 0));
+    const whole = inc.prefill(tokens, levels, { chunk: L });
+    const next = [97, 32, 98],
+      nextLv = [0, n, 0];
+    const after = (state: SequenceState) => next.map((t, i) => inc.step([state], [t], [nextLv[i]]));
+    const wantLength = [...whole.state.length],
+      wantOffset = whole.state.offset.slice();
+    const wantAfter = after(whole.state);
+    for (const chunk of [1, 4, 7, 16]) {
+      const progress: number[] = [];
+      const r = inc.prefill(tokens, levels, { chunk, onProgress: (done) => progress.push(done) });
+      assert.deepEqual(r.logits, whole.logits, `${n} stages ${pooling} chunk ${chunk}`);
+      assert.deepEqual(r.state.length, wantLength);
+      assert.deepEqual(r.state.offset, wantOffset);
+      assert.deepEqual(after(r.state), wantAfter, `${n} stages ${pooling} chunk ${chunk}: steps after`);
+      assert.equal(progress.length, Math.ceil(L / chunk));
+      assert.equal(progress[progress.length - 1], L);
+      r.state.release();
+    }
+    whole.state.release();
+  }
+});
+
+test("score in chunks equals score byte by byte, with progress", () => {
+  const rng = new Rng(13);
+  const model = randomModel(rng, 3, "simple_indexed_matmul", true);
+  const gen = new Generator(model, parseStrategy({ word1: "1@1", word2: "2@1" }));
+  const text = "the cat sat on the mat, and then it sat on the hat. ".repeat(2);
+  const want = scoreText(gen, text, "once", { chunk: 1 });
+  const done: number[] = [];
+  const got = scoreText(gen, text, "once", { chunk: 9, onProgress: (d) => done.push(d) });
+  assert.deepEqual(got.bytes, want.bytes);
+  assert.equal(got.logLikelihood, want.logLikelihood);
+  assert.equal(done.length, Math.ceil(encodeText(text).length / 9));
+});
 
 test("sliding-window caches stay bounded; caches without a window grow", () => {
   const rng = new Rng(6);

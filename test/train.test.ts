@@ -118,11 +118,12 @@ test("clipping: clip_grad_norm_'s factor, and AdamW matches torch's update on cl
   const lrs = [1e-2, 5e-3, 2e-3];
   for (let t = 1; t <= 3; t++) {
     be.write(p.ensureGrad().storage, Float32Array.from(grads[t - 1]), 0);
-    const norm = opt.gradNorm();
+    const update = opt.update(lrs[t - 1]);
+    const norm = update.gradNorm.item();
     const want = Math.hypot(...Float32Array.from(grads[t - 1]));
     assert.ok(Math.abs(norm - want) < 1e-6 * want);
-    const scale = clipScale(norm, 0.2);
-    opt.update(lrs[t - 1], scale);
+    const scale = update.clipScale.item();
+    assert.ok(Math.abs(scale - clipScale(norm, 0.2)) < 1e-6 * scale, `clip scale ${scale}`);
     const lr = lrs[t - 1];
     for (let i = 0; i < 6; i++) {
       const g = Math.fround(grads[t - 1][i]) * scale;

@@ -12,18 +12,75 @@ import { UserError } from "../util/errors.js";
 import { readBackendEnv } from "./env.js";
 import type {
   AdamWParams,
+  AttentionGrads,
   AttentionParams,
   Backend,
+  ClipGradNormParams,
+  CopyRowsParams,
+  IndexedLinearGrads,
+  IndexedLinearParams,
   MatmulParams,
+  RmsnormGrads,
   RopeParams,
   Storage,
 } from "../engine/backend.js";
 
 type H = object;
 
-/** The addon's exports (native/addon.cc). */
-interface Addon {
-  alloc(n: number, zero?: boolean): H;
+/**
+ * The addon's compute kernels and their signatures, one letter per argument (native/kernel_list.h, where the
+ * addon's own table is declared): S storage, N number, I non-negative integer, B boolean, A Int32Array,
+ * P Int32Array or null, L array of storages. The `Addon` interface below is derived from this table, and
+ * test/addon-kernels.test.ts checks that the built addon exports exactly these kernels with these signatures.
+ */
+export const KERNEL_SIGNATURES = {
+  fill: "SN",
+  copy: "SS",
+  add: "SSS",
+  axpy: "SSN",
+  scale: "SSN",
+  reduceSum: "SSN",
+  broadcast: "SSN",
+  copyRows: "SSIIII",
+  matmul: "SSSIIIBBB",
+  gather: "SSAI",
+  scatterAdd: "SSAI",
+  rmsnorm: "SSSSIN",
+  rmsnormBackward: "SSSSSSI",
+  swiglu: "SSS",
+  swigluBackward: "SSSSS",
+  rope: "SSSSIIIIPB",
+  attention: "SSSSSIIIIIIIIN",
+  attentionBackward: "SSSSSSSSSIIIIIIIIN",
+  indexedLinear: "SSSAII",
+  indexedLinearBackward: "SSSSSAII",
+  crossEntropy: "SSSAI",
+  crossEntropyBackward: "SSSSAI",
+  clipGradNorm: "SSLN",
+  adamw: "SSSSNNNNNIS",
+} as const;
+
+type ArgOf<C extends string> = C extends "S"
+  ? H
+  : C extends "N" | "I"
+    ? number
+    : C extends "B"
+      ? boolean
+      : C extends "A"
+        ? Int32Array
+        : C extends "P"
+          ? Int32Array | null
+          : C extends "L"
+            ? H[]
+            : never;
+type ArgsOf<Sig extends string> = Sig extends `${infer C}${infer Rest}` ? [ArgOf<C>, ...ArgsOf<Rest>] : [];
+type KernelFns = {
+  [K in keyof typeof KERNEL_SIGNATURES]: (...args: ArgsOf<(typeof KERNEL_SIGNATURES)[K]>) => void;
+};
+
+/** The addon's exports (native/addon.cc): storage and configuration functions, then the kernels. */
+export interface Addon extends KernelFns {
+  alloc(n: number, zero?: boolean, reuse?: H): H;
   fromFloat32(a: Float32Array): H;
   read(h: H): Float32Array;
   write(h: H, a: Float32Array, offset: number): void;
@@ -35,53 +92,25 @@ interface Addon {
   isa(): string;
   setIsa(name: string): boolean;
   supportedIsas(): string[];
-  fill(o: H, v: number): void;
-  copy(o: H, a: H): void;
-  add(o: H, a: H, b: H): void;
-  axpy(o: H, a: H, alpha: number): void;
-  scale(o: H, a: H, alpha: number): void;
-  sum(a: H): number;
-  reduceSum(o: H, a: H, alpha: number): void;
-  sumSquares(a: H): number;
-  matmul(o: H, a: H, b: H, m: number, n: number, k: number, ta: boolean, tb: boolean, acc: boolean): void;
-  gather(o: H, src: H, idx: Int32Array, dim: number): void;
-  scatterAdd(dst: H, src: H, idx: Int32Array, dim: number): void;
-  rmsnorm(o: H, rstd: H, x: H, w: H, dim: number, eps: number): void;
-  rmsnormBackward(dx: H, dw: H, dout: H, x: H, w: H, rstd: H, dim: number): void;
-  swiglu(o: H, a: H, b: H): void;
-  swigluBackward(da: H, db: H, dout: H, a: H, b: H): void;
-  rope(
-    o: H,
-    x: H,
-    cos: H,
-    sin: H,
-    rows: number,
-    seq: number,
-    nHeads: number,
-    headDim: number,
-    positions: Int32Array | null,
-    backward: boolean,
-  ): void;
-  attention(o: H, lse: H, q: H, k: H, v: H, ...p: AttnArgs): void;
-  attentionBackward(dq: H, dk: H, dv: H, dout: H, q: H, k: H, v: H, out: H, lse: H, ...p: AttnArgs): void;
-  indexedLinear(o: H, x: H, w: H, pos: Int32Array, dIn: number, dOut: number): void;
-  indexedLinearBackward(dx: H, dw: H, dout: H, x: H, w: H, pos: Int32Array, dIn: number, dOut: number): void;
-  crossEntropy(loss: H, lse: H, logits: H, targets: Int32Array, vocab: number): void;
-  crossEntropyBackward(dl: H, dloss: H, logits: H, lse: H, targets: Int32Array, vocab: number): void;
-  adamw(
-    p: H,
-    g: H,
-    m: H,
-    v: H,
-    lr: number,
-    beta1: number,
-    beta2: number,
-    eps: number,
-    weightDecay: number,
-    step: number,
-    gradScale: number,
-  ): void;
+  kernelSignatures(): Record<string, string>;
 }
+
+/** The addon's exports other than the kernels. */
+export const ADDON_UTILITIES = [
+  "alloc",
+  "fromFloat32",
+  "read",
+  "write",
+  "release",
+  "poolStats",
+  "trimPool",
+  "setThreads",
+  "getThreads",
+  "isa",
+  "setIsa",
+  "supportedIsas",
+  "kernelSignatures",
+] as const;
 
 type AttnArgs = [number, number, number, number, number, number, number, number, number];
 
@@ -98,15 +127,20 @@ export interface PoolStats {
 class NativeStorage implements Storage {
   constructor(
     readonly size: number,
-    readonly h: H,
+    /** The addon's handle; null once released (the handle may then serve another storage). */
+    public h: H | null,
   ) {}
 }
 
 function h(s: Storage): H {
   const x = (s as NativeStorage).h;
   if (x === undefined) throw new TypeError("native backend: storage belongs to another backend");
+  if (x === null) throw new Error("native backend: storage used after release");
   return x;
 }
+
+// Released handles kept for reuse (see alloc); beyond this many, a released handle is left to the collector.
+const SPARE_HANDLES = 4096;
 
 function attnArgs(p: AttentionParams): AttnArgs {
   return [p.batch, p.sq, p.sk, p.nHeads, p.nKvHeads, p.headDim, p.qOffset, p.window, p.scale];
@@ -114,6 +148,8 @@ function attnArgs(p: AttentionParams): AttnArgs {
 
 export class NativeBackend implements Backend {
   readonly name = "cpu";
+
+  private readonly spare: H[] = [];
 
   constructor(private readonly a: Addon) {}
 
@@ -144,19 +180,31 @@ export class NativeBackend implements Backend {
   }
 
   alloc(size: number, zero = true): Storage {
-    return new NativeStorage(size, this.a.alloc(size, zero));
+    // A released handle takes the new memory: no new handle (and no finalizer for Node to run later) per
+    // allocation in steady state.
+    const reuse = this.spare.pop();
+    return new NativeStorage(size, this.a.alloc(size, zero, reuse));
   }
   fromFloat32(data: Float32Array): Storage {
     return new NativeStorage(data.length, this.a.fromFloat32(data));
   }
-  read(s: Storage): Float32Array {
+  read(s: Storage): Promise<Float32Array> {
+    // Kernels run synchronously on the calling thread, so the data is ready now.
+    return Promise.resolve(this.a.read(h(s)));
+  }
+  readSync(s: Storage): Float32Array {
     return this.a.read(h(s));
   }
   write(s: Storage, data: Float32Array, offset: number): void {
     this.a.write(h(s), data, offset);
   }
   release(s: Storage): void {
-    this.a.release(h(s));
+    const ns = s as NativeStorage;
+    if (ns.h === null) return;
+    const handle = h(s);
+    this.a.release(handle);
+    ns.h = null;
+    if (this.spare.length < SPARE_HANDLES) this.spare.push(handle);
   }
 
   fill(out: Storage, value: number): void {
@@ -174,14 +222,14 @@ export class NativeBackend implements Backend {
   scale(out: Storage, a: Storage, alpha: number): void {
     this.a.scale(h(out), h(a), alpha);
   }
-  sum(a: Storage): number {
-    return this.a.sum(h(a));
-  }
   reduceSum(out: Storage, a: Storage, alpha: number): void {
     this.a.reduceSum(h(out), h(a), alpha);
   }
-  sumSquares(a: Storage): number {
-    return this.a.sumSquares(h(a));
+  broadcast(out: Storage, a: Storage, alpha: number): void {
+    this.a.broadcast(h(out), h(a), alpha);
+  }
+  copyRows(dst: Storage, src: Storage, p: CopyRowsParams): void {
+    this.a.copyRows(h(dst), h(src), p.dim, p.rows, p.srcRow, p.dstRow);
   }
 
   matmul(out: Storage, a: Storage, b: Storage, p: MatmulParams): void {
@@ -204,16 +252,8 @@ export class NativeBackend implements Backend {
   rmsnorm(out: Storage, rstd: Storage, x: Storage, w: Storage, dim: number, eps: number): void {
     this.a.rmsnorm(h(out), h(rstd), h(x), h(w), dim, eps);
   }
-  rmsnormBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    rstd: Storage,
-    dim: number,
-  ): void {
-    this.a.rmsnormBackward(h(dx), h(dw), h(dout), h(x), h(w), h(rstd), dim);
+  rmsnormBackward(g: RmsnormGrads, dim: number): void {
+    this.a.rmsnormBackward(h(g.dx), h(g.dw), h(g.dout), h(g.x), h(g.w), h(g.rstd), dim);
   }
   swiglu(out: Storage, a: Storage, b: Storage): void {
     this.a.swiglu(h(out), h(a), h(b));
@@ -231,35 +271,26 @@ export class NativeBackend implements Backend {
   attention(out: Storage, lse: Storage, q: Storage, k: Storage, v: Storage, p: AttentionParams): void {
     this.a.attention(h(out), h(lse), h(q), h(k), h(v), ...attnArgs(p));
   }
-  attentionBackward(
-    dq: Storage,
-    dk: Storage,
-    dv: Storage,
-    dout: Storage,
-    q: Storage,
-    k: Storage,
-    v: Storage,
-    out: Storage,
-    lse: Storage,
-    p: AttentionParams,
-  ): void {
-    this.a.attentionBackward(h(dq), h(dk), h(dv), h(dout), h(q), h(k), h(v), h(out), h(lse), ...attnArgs(p));
+  attentionBackward(g: AttentionGrads, p: AttentionParams): void {
+    this.a.attentionBackward(
+      h(g.dq),
+      h(g.dk),
+      h(g.dv),
+      h(g.dout),
+      h(g.q),
+      h(g.k),
+      h(g.v),
+      h(g.out),
+      h(g.lse),
+      ...attnArgs(p),
+    );
   }
 
-  indexedLinear(out: Storage, x: Storage, w: Storage, pos: Int32Array, dIn: number, dOut: number): void {
-    this.a.indexedLinear(h(out), h(x), h(w), pos, dIn, dOut);
+  indexedLinear(out: Storage, x: Storage, w: Storage, p: IndexedLinearParams): void {
+    this.a.indexedLinear(h(out), h(x), h(w), p.pos, p.dIn, p.dOut);
   }
-  indexedLinearBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    pos: Int32Array,
-    dIn: number,
-    dOut: number,
-  ): void {
-    this.a.indexedLinearBackward(h(dx), h(dw), h(dout), h(x), h(w), pos, dIn, dOut);
+  indexedLinearBackward(g: IndexedLinearGrads, p: IndexedLinearParams): void {
+    this.a.indexedLinearBackward(h(g.dx), h(g.dw), h(g.dout), h(g.x), h(g.w), p.pos, p.dIn, p.dOut);
   }
 
   crossEntropy(loss: Storage, lse: Storage, logits: Storage, targets: Int32Array, vocab: number): void {
@@ -276,6 +307,10 @@ export class NativeBackend implements Backend {
     this.a.crossEntropyBackward(h(dlogits), h(dloss), h(logits), h(lse), targets, vocab);
   }
 
+  clipGradNorm(p: ClipGradNormParams): void {
+    this.a.clipGradNorm(h(p.norm), h(p.scale), p.grads.map(h), p.maxNorm);
+  }
+
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     this.a.adamw(
       h(param),
@@ -288,7 +323,7 @@ export class NativeBackend implements Backend {
       p.eps,
       p.weightDecay,
       p.step,
-      p.gradScale,
+      h(p.gradScale),
     );
   }
 }

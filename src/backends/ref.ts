@@ -4,9 +4,15 @@
 
 import type {
   AdamWParams,
+  AttentionGrads,
   AttentionParams,
   Backend,
+  ClipGradNormParams,
+  CopyRowsParams,
+  IndexedLinearGrads,
+  IndexedLinearParams,
   MatmulParams,
+  RmsnormGrads,
   RopeParams,
   Storage,
 } from "../engine/backend.js";
@@ -49,7 +55,10 @@ export class RefBackend implements Backend {
   readRaw(s: Storage): Arr {
     return d(s);
   }
-  read(s: Storage): Float32Array {
+  read(s: Storage): Promise<Float32Array> {
+    return Promise.resolve(this.readSync(s));
+  }
+  readSync(s: Storage): Float32Array {
     return Float32Array.from(d(s));
   }
   write(s: Storage, data: Float32Array, offset: number): void {
@@ -81,20 +90,18 @@ export class RefBackend implements Backend {
       x = d(a);
     for (let i = 0; i < o.length; i++) o[i] = alpha * x[i];
   }
-  sum(a: Storage): number {
+  reduceSum(out: Storage, a: Storage, alpha: number): void {
     const x = d(a);
     let s = 0;
     for (let i = 0; i < x.length; i++) s += x[i];
-    return s;
+    d(out)[0] = alpha * s;
   }
-  reduceSum(out: Storage, a: Storage, alpha: number): void {
-    d(out)[0] = alpha * this.sum(a);
+  broadcast(out: Storage, a: Storage, alpha: number): void {
+    d(out).fill(alpha * d(a)[0]);
   }
-  sumSquares(a: Storage): number {
-    const x = d(a);
-    let s = 0;
-    for (let i = 0; i < x.length; i++) s += x[i] * x[i];
-    return s;
+  copyRows(dst: Storage, src: Storage, p: CopyRowsParams): void {
+    const { dim, rows, srcRow, dstRow } = p;
+    d(dst).set(d(src).subarray(srcRow * dim, (srcRow + rows) * dim), dstRow * dim);
   }
 
   matmul(out: Storage, a: Storage, b: Storage, p: MatmulParams): void {
@@ -166,21 +173,13 @@ export class RefBackend implements Backend {
       for (let j = 0; j < dim; j++) o[i * dim + j] = X[i * dim + j] * rsr * W[j];
     }
   }
-  rmsnormBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    rstd: Storage,
-    dim: number,
-  ): void {
-    const DX = d(dx),
-      DW = d(dw),
-      DO = d(dout),
-      X = d(x),
-      W = d(w),
-      R = d(rstd);
+  rmsnormBackward(g: RmsnormGrads, dim: number): void {
+    const DX = d(g.dx),
+      DW = d(g.dw),
+      DO = d(g.dout),
+      X = d(g.x),
+      W = d(g.w),
+      R = d(g.rstd);
     const rows = X.length / dim;
     for (let i = 0; i < rows; i++) {
       const rs = R[i];
@@ -189,9 +188,9 @@ export class RefBackend implements Backend {
       for (let j = 0; j < dim; j++) dot += DO[i * dim + j] * W[j] * X[i * dim + j];
       const c = (dot / dim) * rs * rs * rs;
       for (let j = 0; j < dim; j++) {
-        const g = DO[i * dim + j];
-        DX[i * dim + j] += g * W[j] * rs - X[i * dim + j] * c;
-        DW[j] += g * X[i * dim + j] * rs;
+        const gi = DO[i * dim + j];
+        DX[i * dim + j] += gi * W[j] * rs - X[i * dim + j] * c;
+        DW[j] += gi * X[i * dim + j] * rs;
       }
     }
   }
@@ -303,27 +302,16 @@ export class RefBackend implements Backend {
       }
   }
 
-  attentionBackward(
-    dq: Storage,
-    dk: Storage,
-    dv: Storage,
-    dout: Storage,
-    q: Storage,
-    k: Storage,
-    v: Storage,
-    out: Storage,
-    lse: Storage,
-    p: AttentionParams,
-  ): void {
-    const DQ = d(dq),
-      DK = d(dk),
-      DV = d(dv),
-      DO = d(dout),
-      Q = d(q),
-      K = d(k),
-      V = d(v),
-      O = d(out),
-      L = d(lse);
+  attentionBackward(g: AttentionGrads, p: AttentionParams): void {
+    const DQ = d(g.dq),
+      DK = d(g.dk),
+      DV = d(g.dv),
+      DO = d(g.dout),
+      Q = d(g.q),
+      K = d(g.k),
+      V = d(g.v),
+      O = d(g.out),
+      L = d(g.lse);
     const { batch, sq, sk, nHeads: H, nKvHeads: Hkv, headDim: hd, scale } = p;
     const group = H / Hkv;
     for (let b = 0; b < batch; b++)
@@ -357,7 +345,8 @@ export class RefBackend implements Backend {
       }
   }
 
-  indexedLinear(out: Storage, x: Storage, w: Storage, pos: Int32Array, dIn: number, dOut: number): void {
+  indexedLinear(out: Storage, x: Storage, w: Storage, p: IndexedLinearParams): void {
+    const { pos, dIn, dOut } = p;
     const O = d(out),
       X = d(x),
       W = d(w);
@@ -370,29 +359,21 @@ export class RefBackend implements Backend {
       }
     }
   }
-  indexedLinearBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    pos: Int32Array,
-    dIn: number,
-    dOut: number,
-  ): void {
-    const DX = d(dx),
-      DW = d(dw),
-      G = d(dout),
-      X = d(x),
-      W = d(w);
+  indexedLinearBackward(g: IndexedLinearGrads, p: IndexedLinearParams): void {
+    const { pos, dIn, dOut } = p;
+    const DX = d(g.dx),
+      DW = d(g.dw),
+      G = d(g.dout),
+      X = d(g.x),
+      W = d(g.w);
     for (let r = 0; r < pos.length; r++) {
       const wo = pos[r] * dOut * dIn;
       for (let o = 0; o < dOut; o++) {
-        const g = G[r * dOut + o];
-        if (g === 0) continue;
+        const go = G[r * dOut + o];
+        if (go === 0) continue;
         for (let i = 0; i < dIn; i++) {
-          DX[r * dIn + i] += W[wo + o * dIn + i] * g;
-          DW[wo + o * dIn + i] += g * X[r * dIn + i];
+          DX[r * dIn + i] += W[wo + o * dIn + i] * go;
+          DW[wo + o * dIn + i] += go * X[r * dIn + i];
         }
       }
     }
@@ -434,7 +415,19 @@ export class RefBackend implements Backend {
     }
   }
 
+  clipGradNorm(p: ClipGradNormParams): void {
+    let ss = 0;
+    for (const g of p.grads) {
+      const x = d(g);
+      for (let i = 0; i < x.length; i++) ss += x[i] * x[i];
+    }
+    const norm = Math.sqrt(ss);
+    d(p.norm)[0] = norm;
+    d(p.scale)[0] = p.maxNorm > 0 ? Math.min(1, p.maxNorm / (norm + 1e-6)) : 1;
+  }
+
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
+    const gradScale = d(p.gradScale)[0];
     const P = d(param),
       G = d(grad),
       M = d(m),
@@ -445,7 +438,7 @@ export class RefBackend implements Backend {
     const bc2s = Math.sqrt(bc2);
     const decay = 1 - p.lr * p.weightDecay;
     for (let i = 0; i < P.length; i++) {
-      const g = G[i] * p.gradScale;
+      const g = G[i] * gradScale;
       M[i] = p.beta1 * M[i] + (1 - p.beta1) * g;
       Vv[i] = p.beta2 * Vv[i] + (1 - p.beta2) * g * g;
       P[i] = P[i] * decay - (stepSize * M[i]) / (Math.sqrt(Vv[i]) / bc2s + p.eps);

@@ -56,12 +56,7 @@ export class TokenTransformer {
   }
 
   /** Mean cross-entropy over B rows of S tokens (a single stage has no level masks: they are all zero). */
-  loss(
-    tokens: Int32Array,
-    targets: Int32Array,
-    B: number,
-    S: number,
-  ): { loss: Tensor; rowLoss: Float32Array } {
+  loss(tokens: Int32Array, targets: Int32Array, B: number, S: number): { loss: Tensor; rowLoss: Tensor } {
     if (this.zeros.length !== B * S) this.zeros = new Int32Array(B * S);
     return this.net.loss(tokens, this.zeros, targets, B, S);
   }

@@ -10,6 +10,13 @@
 // - Backward kernels ACCUMULATE (+=) into every gradient output, so that a tensor used twice simply receives
 //   both contributions and the engine never needs a separate add.
 // - Output storages never alias inputs unless a kernel says so.
+// - Scalars that a step computes (the loss, the gradient norm, the clip scale) are [1] storages: they stay on
+//   the device, and kernels that need them (a backward's seed, AdamW's gradient scale) read them there. Only
+//   `read`/`readSync` bring data to the host, so an asynchronous device (WebGPU) can queue a whole training
+//   step without waiting for it (the design of jax-js's src/backend.ts: `read` returns a Promise beside a
+//   blocking `readSync`).
+// - Kernels with many storages take them as one object, named, so that two of the same type cannot be swapped
+//   by position.
 
 export interface Storage {
   /** Number of elements. */
@@ -62,8 +69,73 @@ export interface AdamWParams {
   weightDecay: number;
   /** 1-based step count, for bias correction. */
   step: number;
-  /** Gradients are multiplied by this first (global-norm clipping). */
-  gradScale: number;
+  /** A [1] storage: gradients are multiplied by its value first (global-norm clipping, see clipGradNorm). */
+  gradScale: Storage;
+}
+
+export interface ClipGradNormParams {
+  /** [1] out: sqrt of the sum of squares of every element of every gradient (accumulated in double). */
+  norm: Storage;
+  /** [1] out: torch's clip_grad_norm_ coefficient, min(1, maxNorm / (norm + 1e-6)); 1 when maxNorm <= 0. */
+  scale: Storage;
+  grads: readonly Storage[];
+  maxNorm: number;
+}
+
+export interface CopyRowsParams {
+  /** Floats per row. */
+  dim: number;
+  /** Rows to copy. */
+  rows: number;
+  /** First row read in src. */
+  srcRow: number;
+  /** First row written in dst. */
+  dstRow: number;
+}
+
+export interface RmsnormGrads {
+  /** Accumulated: input gradient [rows, dim]. */
+  dx: Storage;
+  /** Accumulated: weight gradient [dim]. */
+  dw: Storage;
+  dout: Storage;
+  x: Storage;
+  w: Storage;
+  /** From the forward: 1/rms per row. */
+  rstd: Storage;
+}
+
+export interface AttentionGrads {
+  /** Accumulated: [B,Sq,H,hd]. */
+  dq: Storage;
+  /** Accumulated: [B,Sk,Hkv,hd]. */
+  dk: Storage;
+  /** Accumulated: [B,Sk,Hkv,hd]. */
+  dv: Storage;
+  dout: Storage;
+  q: Storage;
+  k: Storage;
+  v: Storage;
+  /** The forward's output and log-sum-exp. */
+  out: Storage;
+  lse: Storage;
+}
+
+export interface IndexedLinearGrads {
+  /** Accumulated: [rows, dIn]. */
+  dx: Storage;
+  /** Accumulated: [P, dOut, dIn]. */
+  dw: Storage;
+  dout: Storage;
+  x: Storage;
+  w: Storage;
+}
+
+export interface IndexedLinearParams {
+  /** Matrix of each row: W[pos[r]]. */
+  pos: Int32Array;
+  dIn: number;
+  dOut: number;
 }
 
 export interface Backend {
@@ -73,8 +145,13 @@ export interface Backend {
   /** A storage of `size` elements, zero-filled unless `zero` is false (then its contents are unspecified). */
   alloc(size: number, zero?: boolean): Storage;
   fromFloat32(data: Float32Array): Storage;
-  /** A copy of the data as float32. */
-  read(s: Storage): Float32Array;
+  /** A copy of the data as float32, once every kernel queued before this call has run. */
+  read(s: Storage): Promise<Float32Array>;
+  /**
+   * The same, blocking until the data is on the host. For CPU backends, tests and code outside a training
+   * step; a step (forward, backward, clipping, update) never calls it.
+   */
+  readSync(s: Storage): Float32Array;
   /** Copy `data` into s starting at element `offset`. */
   write(s: Storage, data: Float32Array, offset: number): void;
   /** The storage will not be used again (lets a backend recycle memory). */
@@ -89,12 +166,12 @@ export interface Backend {
   axpy(out: Storage, a: Storage, alpha: number): void;
   /** out = alpha * a (out may alias a). */
   scale(out: Storage, a: Storage, alpha: number): void;
-  /** Sum of all elements, accumulated in double precision. */
-  sum(a: Storage): number;
-  /** out[0] = alpha * sum(a), on the device (no round trip through the host). */
+  /** out[0] = alpha * sum(a), accumulated in double precision, on the device. */
   reduceSum(out: Storage, a: Storage, alpha: number): void;
-  /** Sum of squares of all elements, accumulated in double precision. */
-  sumSquares(a: Storage): number;
+  /** out[i] = alpha * a[0] for every element of out: a device scalar spread over a storage. */
+  broadcast(out: Storage, a: Storage, alpha: number): void;
+  /** dst rows [dstRow, dstRow + rows) = src rows [srcRow, srcRow + rows), rows of `dim` (no aliasing). */
+  copyRows(dst: Storage, src: Storage, p: CopyRowsParams): void;
 
   // ---- dense linear algebra ----
   /** out[m,n] (+)= op(A)[m,k] op(B)[k,n]. */
@@ -113,15 +190,7 @@ export interface Backend {
   // ---- normalisation and activations ----
   /** out = x * rsqrt(mean(x^2) + eps) * w per row of `dim`; writes rstd[row]. */
   rmsnorm(out: Storage, rstd: Storage, x: Storage, w: Storage, dim: number, eps: number): void;
-  rmsnormBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    rstd: Storage,
-    dim: number,
-  ): void;
+  rmsnormBackward(g: RmsnormGrads, dim: number): void;
   /** out = silu(a) * b. */
   swiglu(out: Storage, a: Storage, b: Storage): void;
   swigluBackward(da: Storage, db: Storage, dout: Storage, a: Storage, b: Storage): void;
@@ -140,33 +209,13 @@ export interface Backend {
    * for the backward).
    */
   attention(out: Storage, lse: Storage, q: Storage, k: Storage, v: Storage, p: AttentionParams): void;
-  attentionBackward(
-    dq: Storage,
-    dk: Storage,
-    dv: Storage,
-    dout: Storage,
-    q: Storage,
-    k: Storage,
-    v: Storage,
-    out: Storage,
-    lse: Storage,
-    p: AttentionParams,
-  ): void;
+  attentionBackward(g: AttentionGrads, p: AttentionParams): void;
 
   // ---- upsampling ----
   /** out[r,:] = W[pos[r]] x[r,:] with W [P, dOut, dIn], x [rows, dIn], out [rows, dOut]. */
-  indexedLinear(out: Storage, x: Storage, w: Storage, pos: Int32Array, dIn: number, dOut: number): void;
+  indexedLinear(out: Storage, x: Storage, w: Storage, p: IndexedLinearParams): void;
   /** dx[r] += W[pos[r]]^T dout[r]; dW[pos[r]] += dout[r] x[r]^T. */
-  indexedLinearBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    pos: Int32Array,
-    dIn: number,
-    dOut: number,
-  ): void;
+  indexedLinearBackward(g: IndexedLinearGrads, p: IndexedLinearParams): void;
 
   // ---- loss ----
   /**
@@ -185,6 +234,8 @@ export interface Backend {
   ): void;
 
   // ---- optimiser ----
+  /** Global gradient norm and clip coefficient of a set of gradients, on the device. */
+  clipGradNorm(p: ClipGradNormParams): void;
   /** In-place AdamW (decoupled weight decay, official semantics) on one parameter. */
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void;
 }

@@ -2,7 +2,7 @@
 // implements it as a single fused kernel. Inputs are dense row-major tensors; "rows" means the product of all
 // leading dimensions.
 
-import type { AttentionParams } from "./backend.js";
+import type { AttentionParams, Storage } from "./backend.js";
 import { Tensor, record, scratch, sizeOf, type Shape } from "./tensor.js";
 
 function check(cond: boolean, msg: () => string): void {
@@ -11,6 +11,33 @@ function check(cond: boolean, msg: () => string): void {
 
 function sameShape(a: Shape, b: Shape): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/**
+ * Where a kernel that writes several gradients at once should write them: each input's gradient, except that
+ * an input that needs none gets a scratch, and so does an input passed twice (swiglu(x, x)): kernels may not
+ * write two outputs that alias, so the second contribution lands in a scratch that `done` adds back.
+ */
+function gradTargets(ts: readonly Tensor[]): { grads: Storage[]; done: () => void } {
+  const be = ts[0].backend;
+  const scratches: Storage[] = [];
+  const adds: [Storage, Storage][] = [];
+  const seen = new Set<Tensor>();
+  const grads = ts.map((t) => {
+    if (t.requiresGrad && !seen.has(t)) {
+      seen.add(t);
+      return t.ensureGrad().storage;
+    }
+    const s = be.alloc(t.size);
+    scratches.push(s);
+    if (t.requiresGrad) adds.push([t.ensureGrad().storage, s]);
+    return s;
+  });
+  const done = () => {
+    for (const [g, s] of adds) be.axpy(g, s, 1);
+    for (const s of scratches) be.release(s);
+  };
+  return { grads, done };
 }
 
 /** A view with another shape over the same storage. */
@@ -52,11 +79,11 @@ export function sum(a: Tensor): Tensor {
   be.reduceSum(out.storage, a.storage, 1);
   record(out, [a], (g) => {
     if (!a.requiresGrad) return;
-    const gv = be.read(g.storage)[0];
-    const ones = be.alloc(a.size);
-    be.fill(ones, 1);
-    be.axpy(a.ensureGrad().storage, ones, gv);
-    be.release(ones);
+    // The seed stays on the device: spread it over a's shape, then accumulate.
+    const spread = be.alloc(a.size, false);
+    be.broadcast(spread, g.storage, 1);
+    be.axpy(a.ensureGrad().storage, spread, 1);
+    be.release(spread);
   });
   return out;
 }
@@ -198,7 +225,7 @@ export function rmsnorm(x: Tensor, w: Tensor, eps: number): Tensor {
     // Both gradients come out of one kernel; give it a scratch for whichever is not wanted.
     const dx = x.requiresGrad ? x.ensureGrad().storage : be.alloc(x.size);
     const dw = w.requiresGrad ? w.ensureGrad().storage : be.alloc(dim);
-    be.rmsnormBackward(dx, dw, g.storage, x.storage, w.storage, rstd, dim);
+    be.rmsnormBackward({ dx, dw, dout: g.storage, x: x.storage, w: w.storage, rstd }, dim);
     if (!x.requiresGrad) be.release(dx);
     if (!w.requiresGrad) be.release(dw);
   });
@@ -212,11 +239,9 @@ export function swiglu(a: Tensor, b: Tensor): Tensor {
   const out = Tensor.empty(be, a.shape);
   be.swiglu(out.storage, a.storage, b.storage);
   record(out, [a, b], (g) => {
-    const da = a.requiresGrad ? a.ensureGrad().storage : be.alloc(a.size);
-    const db = b.requiresGrad ? b.ensureGrad().storage : be.alloc(b.size);
-    be.swigluBackward(da, db, g.storage, a.storage, b.storage);
-    if (!a.requiresGrad) be.release(da);
-    if (!b.requiresGrad) be.release(db);
+    const t = gradTargets([a, b]);
+    be.swigluBackward(t.grads[0], t.grads[1], g.storage, a.storage, b.storage);
+    t.done();
   });
   return out;
 }
@@ -283,26 +308,22 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const lse = scratch(be, B * H * sq, false);
   be.attention(out.storage, lse, q.storage, k.storage, v.storage, p);
   record(out, [q, k, v], (g) => {
-    const scratch: import("./backend.js").Storage[] = [];
-    const gradOf = (t: Tensor) => {
-      if (t.requiresGrad) return t.ensureGrad().storage;
-      const s = be.alloc(t.size);
-      scratch.push(s);
-      return s;
-    };
+    const t = gradTargets([q, k, v]);
     be.attentionBackward(
-      gradOf(q),
-      gradOf(k),
-      gradOf(v),
-      g.storage,
-      q.storage,
-      k.storage,
-      v.storage,
-      out.storage,
-      lse,
+      {
+        dq: t.grads[0],
+        dk: t.grads[1],
+        dv: t.grads[2],
+        dout: g.storage,
+        q: q.storage,
+        k: k.storage,
+        v: v.storage,
+        out: out.storage,
+        lse,
+      },
       p,
     );
-    for (const s of scratch) be.release(s);
+    t.done();
   });
   return out;
 }
@@ -315,11 +336,12 @@ export function indexedLinear(x: Tensor, w: Tensor, pos: Int32Array): Tensor {
   for (const p of pos) check(p >= 0 && p < P, () => `indexedLinear position ${p} outside ${P}`);
   const be = x.backend;
   const out = Tensor.empty(be, [rows, dOut]);
-  be.indexedLinear(out.storage, x.storage, w.storage, pos, dIn, dOut);
+  const p = { pos, dIn, dOut };
+  be.indexedLinear(out.storage, x.storage, w.storage, p);
   record(out, [x, w], (g) => {
     const dx = x.requiresGrad ? x.ensureGrad().storage : be.alloc(x.size);
     const dw = w.requiresGrad ? w.ensureGrad().storage : be.alloc(w.size);
-    be.indexedLinearBackward(dx, dw, g.storage, x.storage, w.storage, pos, dIn, dOut);
+    be.indexedLinearBackward({ dx, dw, dout: g.storage, x: x.storage, w: w.storage }, p);
     if (!x.requiresGrad) be.release(dx);
     if (!w.requiresGrad) be.release(dw);
   });
@@ -328,28 +350,46 @@ export function indexedLinear(x: Tensor, w: Tensor, pos: Int32Array): Tensor {
 
 /**
  * Mean cross-entropy of logits [rows, V] (through log-softmax) against integer targets: a [1] tensor.
- * Also returns the per-row losses (nats), which evaluation uses.
+ * Also returns the per-row losses [rows] (nats), which evaluation reads; both stay on the device.
  */
-export function crossEntropy(logits: Tensor, targets: Int32Array): { loss: Tensor; rowLoss: Float32Array } {
+export function crossEntropy(logits: Tensor, targets: Int32Array): { loss: Tensor; rowLoss: Tensor } {
   const V = logits.dim(-1);
   const rows = logits.size / V;
   check(rows === targets.length, () => `crossEntropy: ${targets.length} targets for ${rows} rows`);
   for (const t of targets) check(t >= 0 && t < V, () => `target ${t} outside vocabulary of ${V}`);
   const be = logits.backend;
-  const rowLossS = be.alloc(rows);
-  const lse = scratch(be, rows);
-  be.crossEntropy(rowLossS, lse, logits.storage, targets, V);
-  const loss = Tensor.zeros(be, [1]);
-  be.reduceSum(loss.storage, rowLossS, 1 / rows);
-  const rowLoss = be.read(rowLossS);
-  be.release(rowLossS);
+  const rowLoss = Tensor.empty(be, [rows]);
+  const lse = scratch(be, rows, false);
+  be.crossEntropy(rowLoss.storage, lse, logits.storage, targets, V);
+  const loss = Tensor.empty(be, [1]);
+  be.reduceSum(loss.storage, rowLoss.storage, 1 / rows);
   record(loss, [logits], (g) => {
     if (!logits.requiresGrad) return;
-    const gv = be.read(g.storage)[0];
-    const dl = be.alloc(rows);
-    be.fill(dl, gv / rows);
+    // d(mean)/d(row loss) = seed / rows for every row, computed from the seed where it lives.
+    const dl = be.alloc(rows, false);
+    be.broadcast(dl, g.storage, 1 / rows);
     be.crossEntropyBackward(logits.ensureGrad().storage, dl, logits.storage, lse, targets, V);
     be.release(dl);
   });
   return { loss, rowLoss };
+}
+
+/**
+ * Copy rows [srcRow, srcRow + rows) of src into rows [dstRow, ...) of dst, both viewed as rows of their last
+ * dimension, on the device (KV caches, generation state). Not differentiable.
+ */
+export function copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, rows: number): void {
+  const dim = src.dim(-1);
+  check(dst.dim(-1) === dim, () => `copyRows: rows of ${src.dim(-1)} into rows of ${dst.dim(-1)}`);
+  check(
+    rows >= 0 &&
+      srcRow >= 0 &&
+      dstRow >= 0 &&
+      (srcRow + rows) * dim <= src.size &&
+      (dstRow + rows) * dim <= dst.size,
+    () =>
+      `copyRows: rows [${srcRow}, ${srcRow + rows}) of [${src.shape}] into row ${dstRow} of [${dst.shape}]`,
+  );
+  check(dst.storage !== src.storage, () => "copyRows: source and destination alias");
+  if (rows > 0) dst.backend.copyRows(dst.storage, src.storage, { dim, rows, srcRow, dstRow });
 }

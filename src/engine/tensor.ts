@@ -99,8 +99,15 @@ export class Tensor {
     return t;
   }
 
+  /** The data on the host, waiting for the device (never called inside a training step). */
   toFloat32(): Float32Array {
-    const a = this.backend.read(this.storage);
+    const a = this.backend.readSync(this.storage);
+    return a.length === this.size ? a : a.subarray(0, this.size);
+  }
+
+  /** The data on the host, without blocking: an asynchronous device resolves it when its queue has run. */
+  async read(): Promise<Float32Array> {
+    const a = await this.backend.read(this.storage);
     return a.length === this.size ? a : a.subarray(0, this.size);
   }
 

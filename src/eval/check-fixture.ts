@@ -14,6 +14,7 @@ import type { Backend } from "../engine/backend.js";
 import { IncrementalSplitter } from "../data/incremental.js";
 import type { SplitStrategy } from "../data/splitter.js";
 import { checkTrajectory, type TrajectoryReport } from "./trajectory.js";
+import { maxAbsDiff, relErr } from "../util/compare.js";
 
 /**
  * Pass thresholds: about 10 times the worst error measured on the three official fixtures with the reference
@@ -52,27 +53,6 @@ export interface FixtureReport {
   trajectory: TrajectoryReport | null;
   tolerance: typeof TOLERANCE;
   pass: boolean;
-}
-
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]));
-  return m;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-}
-
-/** Error relative to the expected tensor's largest magnitude (meaningful for tensors near zero too). */
-function relErr(got: Float32Array, want: Float32Array): number {
-  return maxAbsDiff(got, want) / Math.max(maxAbs(want), 1e-12);
 }
 
 function intsEqual(got: Int32Array, want: Int32Array): boolean {

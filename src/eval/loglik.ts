@@ -14,11 +14,16 @@
 // (fixture models, ~150-byte contexts), and about even on the reference backend. Rows are sorted by length before batching so that little padding is computed; padding goes after
 // the real bytes, which (attention being causal and filler pooling slots coming last) leaves the real
 // positions' logits unchanged.
+//
+// A request longer than LONG_REQUEST bytes takes the KV-cached path instead (context prefilled in chunks, then
+// the continuation fed in chunks), so that its memory is the caches plus one chunk rather than a forward over
+// the whole request at once (a 200 KB choice needed 3.9 GB that way).
 
 import { BOS } from "../data/bytes.js";
 import type { SplitStrategy } from "../data/splitter.js";
 import { noGrad, scoped } from "../engine/tensor.js";
 import { ByteLevels } from "../generate/levels.js";
+import { DEFAULT_CHUNK, IncrementalAUNet } from "../generate/incremental-model.js";
 import { argmax, logProbOf } from "../generate/sampling.js";
 import type { AUNet } from "../model/aunet.js";
 
@@ -35,9 +40,16 @@ export interface ContinuationScore {
   greedy: boolean;
 }
 
+/** Bytes above which a request is scored through the KV caches in chunks instead of in a batched forward. */
+export const LONG_REQUEST = 4096;
+
 export interface LoglikOptions {
   /** Rows per forward (default 16). */
   batch?: number;
+  /** Bytes per pass for long requests (default DEFAULT_CHUNK). */
+  chunk?: number;
+  /** Requests longer than this many bytes take the KV-cached path (default LONG_REQUEST). */
+  longRequest?: number;
   /** Called after each forward with the number of requests scored so far. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -79,7 +91,15 @@ export function scoreContinuations(
   const len = (i: number) => requests[i].context.length + requests[i].continuation.length;
   order.sort((a, b) => len(b) - len(a) || a - b);
   let done = 0;
-  for (let start = 0; start < order.length; start += batch) {
+  // Longest first: the long requests lead the order.
+  let first = 0;
+  const inc = new IncrementalAUNet(model);
+  for (; first < order.length && len(order[first]) > (opts.longRequest ?? LONG_REQUEST); first++) {
+    const i = order[first];
+    out[i] = scoreLong(inc, strategy, requests[i], opts.chunk ?? DEFAULT_CHUNK);
+    opts.onProgress?.(++done, requests.length);
+  }
+  for (let start = first; start < order.length; start += batch) {
     const ids = order.slice(start, start + batch);
     const rows = ids.map((i) => requestRow(requests[i], strategy, model.nLevels));
     const B = rows.length;
@@ -110,4 +130,39 @@ export function scoreContinuations(
     opts.onProgress?.(done, requests.length);
   }
   return out;
+}
+
+/** One request through the KV caches: the context prefilled, the continuation fed, in chunks. */
+function scoreLong(
+  inc: IncrementalAUNet,
+  strategy: SplitStrategy,
+  req: ContinuationRequest,
+  chunk: number,
+): ContinuationScore {
+  const { tokens, levels } = requestRow(req, strategy, inc.nLevels);
+  const nc = 1 + req.context.length;
+  const { state, logits } = inc.prefill(tokens.subarray(0, nc), levels.subarray(0, nc), {
+    chunk,
+    capacity: tokens.length,
+  });
+  const V = logits.length;
+  let ll = 0;
+  let greedy = true;
+  const score = (row: Float32Array, target: number) => {
+    ll += logProbOf(row, target);
+    if (greedy && argmax(row) !== target) greedy = false;
+  };
+  try {
+    score(logits, req.continuation[0]);
+    // Continuation byte j + 1 is predicted by the logits of input position nc + j.
+    for (let a = nc; a < tokens.length; a += chunk) {
+      const b = Math.min(tokens.length, a + chunk);
+      const rows = inc.feed(state, tokens.subarray(a, b), levels.subarray(a, b), { chunk, allLogits: true });
+      for (let p = a; p < b; p++)
+        score(rows.subarray((p - a) * V, (p - a + 1) * V), req.continuation[p - nc + 1]);
+    }
+  } finally {
+    state.release();
+  }
+  return { logLikelihood: ll, greedy };
 }

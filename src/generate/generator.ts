@@ -6,7 +6,7 @@ import type { AUNet } from "../model/aunet.js";
 import type { SplitStrategy } from "../data/splitter.js";
 import { BOS, EOS, Utf8StreamDecoder, encodeText, isByteId } from "../data/bytes.js";
 import { Rng } from "../util/rng.js";
-import { IncrementalAUNet, type SequenceState } from "./incremental-model.js";
+import { IncrementalAUNet, type PrefillOptions, type SequenceState } from "./incremental-model.js";
 import { ByteLevels } from "./levels.js";
 import { DEFAULT_SAMPLING, Sampler, logProbOf, type SamplingOptions } from "./sampling.js";
 import { StopFilter } from "./stop.js";
@@ -22,6 +22,8 @@ export interface GenerateOptions extends Partial<SamplingOptions> {
   onText?: (prompt: number, text: string) => void;
   /** Every sampled token, stop-string bytes and the final EOS included. */
   onToken?: (prompt: number, token: GeneratedToken) => void;
+  /** Progress of a long prompt's prefill: bytes done so far and the total, after each chunk. */
+  onPrefill?: (prompt: number, done: number, total: number) => void;
 }
 
 export interface GeneratedToken {
@@ -73,11 +75,20 @@ export class Generator {
     this.incremental = new IncrementalAUNet(model);
   }
 
-  /** Prefill a prompt (BOS added): its state, the logits of its last byte and the levels of what follows. */
-  start(prompt: string | Uint8Array): { state: SequenceState; logits: Float32Array; levels: ByteLevels } {
+  /**
+   * Prefill a prompt (BOS added) in chunks: its state, the logits of its last byte and the levels of what
+   * follows. `opts.capacity` counts the bytes expected after the prompt.
+   */
+  start(
+    prompt: string | Uint8Array,
+    opts: PrefillOptions = {},
+  ): { state: SequenceState; logits: Float32Array; levels: ByteLevels } {
     const tokens = promptTokens(prompt);
     const levels = new ByteLevels(this.strategy, this.model.nLevels);
-    const { state, logits } = this.incremental.prefill(tokens, levels.prompt(tokens));
+    const { state, logits } = this.incremental.prefill(tokens, levels.prompt(tokens), {
+      ...opts,
+      capacity: tokens.length + (opts.capacity ?? 0),
+    });
     return { state, logits, levels };
   }
 
@@ -93,7 +104,10 @@ export class Generator {
     const seed = opts.seed ?? 0;
     const rows: Row[] = prompts.map((p, index) => ({
       index,
-      ...this.start(p),
+      ...this.start(p, {
+        capacity: maxBytes,
+        onProgress: opts.onPrefill && ((done, total) => opts.onPrefill!(index, done, total)),
+      }),
       sampler: new Sampler(sampling, new Rng(seed + index)),
       stop: new StopFilter(opts.stop ?? []),
       decoder: new Utf8StreamDecoder(),

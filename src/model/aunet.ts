@@ -308,7 +308,7 @@ export class AUNet {
     B: number,
     S: number,
     opts: ForwardOptions = {},
-  ): ForwardResult & { loss: Tensor; rowLoss: Float32Array } {
+  ): ForwardResult & { loss: Tensor; rowLoss: Tensor } {
     const V = this.config.vocab_size;
     checkTokenIds(targets, V);
     const r = this.forward(tokens, levelMask, B, S, opts);

@@ -4,6 +4,7 @@
 import { UserError } from "../util/errors.js";
 import { parseStrategy, type SplitStrategy } from "../data/splitter.js";
 import { VOCAB_SIZE } from "../data/bytes.js";
+import { isObj } from "../util/json.js";
 
 export type PoolingType = "simple_indexed_matmul" | "simple_repeat" | "simple";
 const POOLING_TYPES: readonly PoolingType[] = ["simple_indexed_matmul", "simple_repeat", "simple"];
@@ -68,10 +69,6 @@ export function windowOf(m: ModelConfig, stage: number): number {
 }
 
 type Json = unknown;
-
-function isObj(v: Json): v is Record<string, Json> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 /**
  * The largest shapes a config may ask for. Far above the paper's models (dimensions up to 4096, a few dozen

@@ -92,10 +92,14 @@ export async function evaluateDocs(
   const flush = (rows: number, len: number) => {
     if (rows === 0) return;
     const n = rows * len;
-    const r = scoped(() =>
-      noGrad(() => model.loss(tokens.subarray(0, n), mask.subarray(0, n), targets.subarray(0, n), rows, len)),
+    const rowLoss = scoped(() =>
+      noGrad(() =>
+        model
+          .loss(tokens.subarray(0, n), mask.subarray(0, n), targets.subarray(0, n), rows, len)
+          .rowLoss.toFloat32(),
+      ),
     );
-    acc.add(r.rowLoss, targets.subarray(0, n));
+    acc.add(rowLoss, targets.subarray(0, n));
     onBatch?.(acc);
   };
   for (;;) {

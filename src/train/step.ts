@@ -7,9 +7,9 @@
 // reads them with `readStepValues`, the one place where they cross to the host, when it logs. A step therefore
 // cannot notice a non-finite loss itself; whoever reads the values must do so before it saves or validates.
 
-import { backward, scoped, type Tensor } from "../engine/tensor.js";
+import { backward, scoped, Tensor } from "../engine/tensor.js";
 import * as op from "../engine/ops.js";
-import { clipScale, type AdamW } from "./optimizer.js";
+import type { AdamW } from "./optimizer.js";
 
 /** What a step needs of a model: the mean loss of one micro-batch as a scalar tensor, and zeroing gradients. */
 export interface StepModel<Batch> {
@@ -19,9 +19,8 @@ export interface StepModel<Batch> {
 
 export interface StepOptions<Batch> {
   model: StepModel<Batch>;
+  /** Clips to its config's max global norm (0 disables clipping), then updates. */
   optimizer: AdamW;
-  /** Max global gradient norm (0 disables clipping). */
-  clip: number;
   /** Micro-batches per step (gradient accumulation). */
   gradAcc: number;
   /** The next micro-batch of the training stream. */
@@ -31,9 +30,16 @@ export interface StepOptions<Batch> {
 export interface StepValues {
   /** Each micro-batch's mean loss, a scalar tensor as the model returned it (owned here until read). */
   losses: Tensor[];
-  /** The global gradient norm before clipping, and the factor the gradients were multiplied by. */
-  gradNorm: number;
-  clipScale: number;
+  /** [1] on the device: the global gradient norm before clipping, and the factor the gradients were multiplied by. */
+  gradNorm: Tensor;
+  clipScale: Tensor;
+}
+
+/** A device-side copy of a [1] scalar (the optimiser overwrites its own at every update). */
+function keep(t: Tensor): Tensor {
+  const c = Tensor.empty(t.backend, [1]);
+  t.backend.copy(c.storage, t.storage);
+  return c;
 }
 
 /** One optimizer update at learning rate `lr`. */
@@ -54,11 +60,9 @@ export async function trainStep<Batch>(o: StepOptions<Batch>, lr: number): Promi
     );
     losses.push(loss);
   }
-  const gradNorm = o.optimizer.gradNorm();
-  const scale = clipScale(gradNorm, o.clip);
-  o.optimizer.update(lr, scale);
+  const u = o.optimizer.update(lr); // norm, clip scale and AdamW all on the device: nothing is read here
   o.model.zeroGrad();
-  return { losses, gradNorm, clipScale: scale };
+  return { losses, gradNorm: keep(u.gradNorm), clipScale: keep(u.clipScale) };
 }
 
 /** A step's values on the host: the loss is the mean of its micro-batches' losses. */
@@ -74,13 +78,17 @@ export interface StepReadout {
  * logging interval's steps at once; with an asynchronous backend this is where the device is waited for.
  */
 export async function readStepValues(v: StepValues): Promise<StepReadout> {
-  const microLosses = v.losses.map((t) => {
-    const x = t.item();
+  const read = async (t: Tensor) => {
+    const x = (await t.read())[0];
     t.backend.release(t.storage);
     return x;
-  });
+  };
+  const microLosses: number[] = [];
+  for (const t of v.losses) microLosses.push(await read(t));
   v.losses.length = 0;
   let sum = 0;
   for (const x of microLosses) sum += x;
-  return { loss: sum / microLosses.length, microLosses, gradNorm: v.gradNorm, clipScale: v.clipScale };
+  const gradNorm = await read(v.gradNorm);
+  const clipScale = await read(v.clipScale);
+  return { loss: sum / microLosses.length, microLosses, gradNorm, clipScale };
 }

@@ -1,0 +1,128 @@
+// A training step never waits for the device: forward, backward, gradient clipping and the AdamW update make
+// no synchronous host read on any registered backend (test/backends.ts). The loss, the per-row losses, the
+// gradient norm and the clip scale stay on the device until asked for, and can then be read asynchronously.
+// A counting wrapper around the backend records every readSync.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import type { Backend } from "../src/engine/backend.js";
+import { Tensor, backward, scoped } from "../src/engine/tensor.js";
+import * as op from "../src/engine/ops.js";
+import { AUNet } from "../src/model/aunet.js";
+import { parseConfig } from "../src/model/config.js";
+import { levelMask } from "../src/data/splitter.js";
+import { AdamW, OFFICIAL_ADAMW, clipScale } from "../src/train/optimizer.js";
+import { BACKENDS } from "./backends.js";
+
+/** `inner` with its synchronous reads counted. */
+function counting(inner: Backend): { backend: Backend; reads: () => number } {
+  let reads = 0;
+  const backend = new Proxy(inner, {
+    get(target, prop, receiver) {
+      const v: unknown = Reflect.get(target, prop, receiver);
+      if (typeof v !== "function") return v;
+      const fn = v as (...args: unknown[]) => unknown;
+      return (...args: unknown[]) => {
+        if (prop === "readSync") reads++;
+        return fn.apply(target, args);
+      };
+    },
+  });
+  return { backend, reads: () => reads };
+}
+
+const cfg = parseConfig({
+  model: {
+    dimensions: [16, 24, 32],
+    head_dims: [8, 8, 8],
+    layers: [1, 1, 1],
+    sliding_windows: [9, null, null],
+    max_seqlens: [32, 12, 6],
+    residuals: [true, true],
+    block: { rope_theta: 500, multiple_of: 8, n_kv_heads: 1 },
+    pooling_type: "simple_indexed_matmul",
+    seed: 4,
+  },
+  data: { seq_len: 32, regex: { strategy: { word1: "1@1", word2: "2@1" } } },
+});
+
+function batch(B: number, S: number) {
+  const text = new TextEncoder().encode(
+    "the model pools words, then pairs of words, and upsamples. ".repeat(3),
+  );
+  const tokens = new Int32Array(B * S),
+    targets = new Int32Array(B * S),
+    mask = new Int32Array(B * S);
+  for (let b = 0; b < B; b++) {
+    const row = text.subarray(b * 5, b * 5 + S + 1);
+    mask.set(levelMask(row.subarray(0, S), cfg.strategy), b * S);
+    for (let i = 0; i < S; i++) {
+      tokens[b * S + i] = row[i];
+      targets[b * S + i] = row[i + 1];
+    }
+  }
+  return { tokens, targets, mask };
+}
+
+/** The step under test: forward, backward, clipping and update (what the trainer's step does). */
+function trainStep(model: AUNet, opt: AdamW, lr: number, B: number, S: number) {
+  const { tokens, targets, mask } = batch(B, S);
+  return scoped(
+    () => {
+      const out = model.loss(tokens, mask, targets, B, S);
+      backward(out.loss);
+      const update = opt.update(lr);
+      model.zeroGrad();
+      return { loss: out.loss, rowLoss: out.rowLoss, ...update };
+    },
+    (r) => [r.loss, r.rowLoss],
+  );
+}
+
+for (const reg of BACKENDS)
+  test(`a training step makes no synchronous host read (${reg.name})`, async (t) => {
+    const inner = reg.load();
+    if (typeof inner === "string") {
+      t.skip(inner);
+      return;
+    }
+    const { backend, reads } = counting(inner);
+    const model = new AUNet(cfg.model, backend);
+    const opt = new AdamW(model.params, backend, OFFICIAL_ADAMW);
+    const B = 2,
+      S = 32;
+    let r = trainStep(model, opt, 1e-3, B, S);
+    r = trainStep(model, opt, 1e-3, B, S);
+    assert.equal(reads(), 0, "synchronous reads during two steps");
+    // Everything the step produced is readable afterwards, without blocking.
+    const [loss, rows, norm, scale] = await Promise.all([
+      r.loss.read(),
+      r.rowLoss.read(),
+      r.gradNorm.read(),
+      r.clipScale.read(),
+    ]);
+    assert.equal(rows.length, B * S);
+    assert.ok(Math.abs(loss[0] - rows.reduce((a, b) => a + b, 0) / (B * S)) < 1e-5 * loss[0]);
+    assert.ok(norm[0] > 0 && Number.isFinite(norm[0]));
+    assert.ok(Math.abs(scale[0] - clipScale(norm[0], OFFICIAL_ADAMW.clip)) <= 1e-6 * scale[0]);
+  });
+
+for (const reg of BACKENDS)
+  test(`backward through sum and mean seeds from the device (${reg.name})`, (t) => {
+    const inner = reg.load();
+    if (typeof inner === "string") {
+      t.skip(inner);
+      return;
+    }
+    const { backend, reads } = counting(inner);
+    const x = Tensor.from(backend, [1, -2, 3, 0.5, 2, -1], [2, 3], true);
+    scoped(() => backward(op.scale(op.add(op.sum(x), op.mean(op.swiglu(x, x))), 3)));
+    assert.equal(reads(), 0);
+    // d/dx [3 sum(x) + 3 mean(silu(x) x)] = 3 + (3/6) d(silu(x) x)/dx
+    const g = x.grad!.toFloat32();
+    const xs = [1, -2, 3, 0.5, 2, -1];
+    xs.forEach((v, i) => {
+      const s = 1 / (1 + Math.exp(-v));
+      const want = 3 + 0.5 * (v * s + v * s * (1 + v * (1 - s)));
+      assert.ok(Math.abs(g[i] - want) < 1e-5, `${g[i]} vs ${want}`);
+    });
+  });
