@@ -4,6 +4,7 @@
 import type { Backend } from "../src/engine/backend.js";
 import { RefBackend } from "../src/backends/ref.js";
 import { loadNativeBackend } from "../src/backends/native.js";
+import { loadWasmBackend } from "../src/backends/wasm-node.js";
 
 export interface RegisteredBackend {
   name: string;
@@ -39,5 +40,9 @@ export const BACKENDS: RegisteredBackend[] = [
         nb.setThreads(threads0);
       }
     },
+  },
+  {
+    name: "wasm",
+    load: () => loadWasmBackend().backend ?? `WebAssembly module unavailable: ${loadWasmBackend().error}`,
   },
 ];

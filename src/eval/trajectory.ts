@@ -14,7 +14,8 @@ import type { AUNet } from "../model/aunet.js";
 import type { Backend } from "../engine/backend.js";
 import { backward, clearTape, scoped } from "../engine/tensor.js";
 import * as op from "../engine/ops.js";
-import { AdamW, clipScale, type AdamWConfig } from "../train/optimizer.js";
+import { AdamW, type AdamWConfig } from "../train/optimizer.js";
+import { relErr } from "../util/compare.js";
 import { lrAt, type ScheduleConfig } from "../train/schedule.js";
 
 /**
@@ -104,27 +105,10 @@ export function replayStep(
       }
     }),
   );
-  const gradNorm = opt.gradNorm();
-  opt.update(lr, clipScale(gradNorm, opt.config.clip));
+  // The optimiser clips with its config's max norm on the device; the replay reads the norm to compare it.
+  const gradNorm = opt.update(lr).gradNorm.item();
   model.zeroGrad();
   return { losses, gradNorm };
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-}
-
-/** Error relative to the expected tensor's largest magnitude. */
-function tensorRelErr(got: Float32Array, want: Float32Array): number {
-  let w = 0;
-  for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(want[i]));
-  return maxAbsDiff(got, want) / Math.max(w, 1e-12);
 }
 
 function rowsOf(st: SafetensorsFile, name: string, from: number, to: number, S: number): Int32Array {
@@ -204,7 +188,7 @@ export function checkTrajectory(model: AUNet, backend: Backend, dir: string): Tr
     worstWeight = "";
   for (const [name, p] of model.params) {
     if (!st.has(`final.${name}`)) throw new UserError(`${dir}/trajectory.safetensors has no final.${name}`);
-    const e = tensorRelErr(p.toFloat32(), st.getFloat32(`final.${name}`));
+    const e = relErr(p.toFloat32(), st.getFloat32(`final.${name}`));
     if (!(e <= finalWeightsMaxRelErr)) {
       finalWeightsMaxRelErr = Number.isNaN(e) ? Infinity : e;
       worstWeight = name;
@@ -218,7 +202,7 @@ export function checkTrajectory(model: AUNet, backend: Backend, dir: string): Tr
   ] as const)
     for (const [name, got] of moments) {
       if (!st.has(`${prefix}.${name}`)) continue;
-      momentsMaxRelErr = worse(momentsMaxRelErr ?? 0, tensorRelErr(got, st.getFloat32(`${prefix}.${name}`)));
+      momentsMaxRelErr = worse(momentsMaxRelErr ?? 0, relErr(got, st.getFloat32(`${prefix}.${name}`)));
     }
 
   const T = TRAJECTORY_TOLERANCE;

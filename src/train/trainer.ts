@@ -323,7 +323,6 @@ class Session {
         zeroGrad: () => model.zeroGrad(),
       },
       optimizer: start.optimizer,
-      clip: cfg.optim.clip,
       gradAcc: cfg.grad_acc_steps,
       nextBatch: () => start.loader.batch(this.B),
     };
