@@ -532,8 +532,8 @@ const fixtureDirs = hasFixtures
   : [];
 if (fixtureDirs.length === 0) test("wasm: check-fixture", (t) => t.skip(`no fixtures under ${FIXTURES}`));
 for (const dir of fixtureDirs)
-  test(`wasm: check-fixture ${dir.split("/").pop()}`, () => {
-    const r = checkFixture(dir, wb);
+  test(`wasm: check-fixture ${dir.split("/").pop()}`, async () => {
+    const r = await checkFixture(dir, wb);
     assert.equal(r.backend, "wasm");
     assert.ok(r.pass, JSON.stringify(r));
   });

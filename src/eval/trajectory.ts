@@ -12,11 +12,10 @@ import { readSafetensors, type SafetensorsFile } from "../io/safetensors.js";
 import { SCHEDULERS, type SchedulerName } from "../io/lingua-args.js";
 import type { AUNet } from "../model/aunet.js";
 import type { Backend } from "../engine/backend.js";
-import { backward, clearTape, scoped } from "../engine/tensor.js";
-import * as op from "../engine/ops.js";
 import { AdamW, type AdamWConfig } from "../train/optimizer.js";
 import { relErr } from "../util/compare.js";
 import { lrAt, type ScheduleConfig } from "../train/schedule.js";
+import { readStepValues, trainStep } from "../train/step.js";
 
 /**
  * Pass thresholds of a replay: about 10 times the worst error measured on the three official trajectories
@@ -82,33 +81,33 @@ export interface MicroBatch {
 }
 
 /**
- * One optimizer step as the official loop takes it: backward of loss / acc for every micro-batch (so the
- * accumulated gradient is the mean), the global norm, clipping, one AdamW update at `lr`, gradients zeroed.
+ * One optimizer step as the official loop takes it, through the project's one training step (trainStep):
+ * backward of loss / acc for every micro-batch (so the accumulated gradient is the mean), the global norm,
+ * clipping, one AdamW update at `lr`, gradients zeroed; then its values read back for comparison.
  */
-export function replayStep(
+export async function replayStep(
   model: AUNet,
   opt: AdamW,
   batches: readonly MicroBatch[],
   B: number,
   S: number,
   lr: number,
-): { losses: number[]; gradNorm: number } {
-  const losses = batches.map((mb) =>
-    scoped(() => {
-      try {
-        const { loss } = model.loss(mb.tokens, mb.levelMask, mb.targets, B, S);
-        backward(batches.length > 1 ? op.scale(loss, 1 / batches.length) : loss);
-        return loss.item();
-      } catch (e) {
-        clearTape();
-        throw e;
-      }
-    }),
+): Promise<{ losses: number[]; gradNorm: number }> {
+  let next = 0;
+  const values = await trainStep<MicroBatch>(
+    {
+      model: {
+        loss: (mb) => model.loss(mb.tokens, mb.levelMask, mb.targets, B, S).loss,
+        zeroGrad: () => model.zeroGrad(),
+      },
+      optimizer: opt,
+      gradAcc: batches.length,
+      nextBatch: async () => batches[next++],
+    },
+    lr,
   );
-  // The optimiser clips with its config's max norm on the device; the replay reads the norm to compare it.
-  const gradNorm = opt.update(lr).gradNorm.item();
-  model.zeroGrad();
-  return { losses, gradNorm };
+  const r = await readStepValues(values);
+  return { losses: r.microLosses, gradNorm: r.gradNorm };
 }
 
 function rowsOf(st: SafetensorsFile, name: string, from: number, to: number, S: number): Int32Array {
@@ -133,7 +132,11 @@ function readMeta(dir: string): TrajectoryMeta {
 }
 
 /** Replays `dir` (a fixture's trajectory/ folder) on `model`, whose weights must be the fixture's. */
-export function checkTrajectory(model: AUNet, backend: Backend, dir: string): TrajectoryReport {
+export async function checkTrajectory(
+  model: AUNet,
+  backend: Backend,
+  dir: string,
+): Promise<TrajectoryReport> {
   if (!existsSync(join(dir, "trajectory.safetensors")))
     throw new UserError(`${dir}: trajectory.safetensors is missing`);
   const meta = readMeta(dir);
@@ -164,7 +167,7 @@ export function checkTrajectory(model: AUNet, backend: Backend, dir: string): Tr
     gradNormMaxRelErr = 0,
     lrMaxAbsErr = 0;
   const worse = (m: number, e: number) => (e <= m ? m : Number.isNaN(e) ? Infinity : e);
-  meta.optimizer_steps.forEach((want, s) => {
+  for (const [s, want] of meta.optimizer_steps.entries()) {
     const micro = meta.micro_batches.slice(s * acc, (s + 1) * acc);
     const batches = micro.map(({ rows: [from, to] }) => {
       if (to - from !== B) throw new UserError(`${dir}/trajectory.json: a micro-batch of ${to - from} rows`);
@@ -176,13 +179,13 @@ export function checkTrajectory(model: AUNet, backend: Backend, dir: string): Tr
     });
     const lr = lrAt(s + 1, o.lr, schedule);
     lrMaxAbsErr = worse(lrMaxAbsErr, Math.abs(lr - want.lr));
-    const r = replayStep(model, opt, batches, B, S, lr);
+    const r = await replayStep(model, opt, batches, B, S, lr);
     r.losses.forEach((l, i) => {
       lossMaxRelErr = worse(lossMaxRelErr, Math.abs(l - micro[i].loss) / Math.abs(micro[i].loss));
     });
     const gn = want.grad_norm_before_clip;
     gradNormMaxRelErr = worse(gradNormMaxRelErr, Math.abs(r.gradNorm - gn) / gn);
-  });
+  }
 
   let finalWeightsMaxRelErr = 0,
     worstWeight = "";
