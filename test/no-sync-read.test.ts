@@ -140,3 +140,18 @@ for (const reg of BACKENDS)
       assert.ok(Math.abs(g[i] - want) < 1e-5, `${g[i]} vs ${want}`);
     });
   });
+
+for (const reg of BACKENDS)
+  test(`an update with a non-finite gradient norm leaves the weights as they were (${reg.name})`, (t) => {
+    const backend = reg.load();
+    if (typeof backend === "string") {
+      t.skip(backend);
+      return;
+    }
+    const w = Tensor.from(backend, [1, -2, 3], [3], true);
+    const opt = new AdamW(new Map([["w", w]]), backend, OFFICIAL_ADAMW);
+    backend.write(w.ensureGrad().storage, Float32Array.of(0.5, NaN, 1), 0);
+    const u = opt.update(1e-2);
+    assert.ok(Number.isNaN(u.gradNorm.item()) && Number.isNaN(u.clipScale.item()));
+    assert.deepEqual(Array.from(w.toFloat32()), [1, -2, 3]);
+  });
