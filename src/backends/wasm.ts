@@ -532,12 +532,18 @@ export class WasmBackend implements Backend {
     const norm = Math.sqrt(ss);
     const heap = this.heapF32();
     heap[this.p(p.norm) >> 2] = norm;
-    heap[this.p(p.scale) >> 2] = p.maxNorm > 0 ? Math.min(1, p.maxNorm / (norm + 1e-6)) : 1;
+    // A non-finite norm gives a NaN scale, and AdamW then skips the update (the interface's rule).
+    heap[this.p(p.scale) >> 2] = !Number.isFinite(norm)
+      ? NaN
+      : p.maxNorm > 0
+        ? Math.min(1, p.maxNorm / (norm + 1e-6))
+        : 1;
   }
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     const n = param.size;
     need(grad.size >= n && m.size >= n && v.size >= n, "adamw: grad/m/v smaller than param");
     const gradScale = this.heapF32()[this.p(p.gradScale) >> 2];
+    if (!Number.isFinite(gradScale)) return; // a non-finite gradient norm: the step is skipped
     this.k.adamw(this.p(param), this.p(grad), this.p(m), this.p(v), n, ...adamArgs(p, gradScale));
   }
 }
