@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { UserError } from "../util/errors.js";
+import { isObj } from "../util/json.js";
 import { openRegularFile } from "../util/files.js";
 import { writeJsonAtomic } from "./atomic.js";
 import { findConfigFile, readJsonFile, readWeights } from "./model-dir.js";
@@ -21,10 +22,6 @@ export const TARGET_FORMATS: readonly TargetFormat[] = ["aunet", "lingua", "safe
 export const CONFIG_METADATA_KEY = "aunet_config";
 
 type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 export interface ModelBundle {
   format: SourceFormat;

@@ -10,6 +10,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { UserError } from "../util/errors.js";
+import { isObj } from "../util/json.js";
 import { writeJsonAtomic, writeFileAtomic } from "./atomic.js";
 import { readJsonFile } from "./model-dir.js";
 import { OPTIM_DEFAULTS } from "./lingua-args.js";
@@ -26,10 +27,6 @@ export const CONSOLIDATED_NAME = "consolidated.pth";
 export const PARAMS_NAME = "params.json";
 
 type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Weights

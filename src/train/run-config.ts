@@ -7,6 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { UserError } from "../util/errors.js";
+import { isObj } from "../util/json.js";
 import { parseConfig, toOfficialJson, type AUNetConfig } from "../model/config.js";
 import { readJsonFile } from "../io/model-dir.js";
 import { SCHEDULERS, OPTIM_DEFAULTS, type OptimArgs, type SchedulerName } from "../io/lingua-args.js";
@@ -39,10 +40,6 @@ export interface RunConfig {
 }
 
 type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
 
 function section(raw: Obj, key: string): Obj {
   const v = raw[key];
