@@ -287,6 +287,7 @@ maybe("webgpu: fused attention forward and backward (causal, window, GQA, cached
     { batch: 1, sq: 13, sk: 13, nHeads: 3, nKvHeads: 1, headDim: 16, qOffset: 0, window: 4 },
     { batch: 2, sq: 3, sk: 11, nHeads: 2, nKvHeads: 2, headDim: 4, qOffset: 8, window: 5 },
     { batch: 1, sq: 1, sk: 6, nHeads: 2, nKvHeads: 1, headDim: 8, qOffset: 5, window: 0 },
+    { batch: 2, sq: 7, sk: 7, nHeads: 2, nKvHeads: 1, headDim: 6, qOffset: 0, window: 3 }, // scalar lanes
   ];
   for (const c of cases) {
     const p = { ...c, scale: 1 / Math.sqrt(c.headDim) };
