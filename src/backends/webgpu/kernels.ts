@@ -285,6 +285,73 @@ export function gemmRegisterKernel(s: GemmShape): Kernel {
   );
 }
 
+/** Whether gemmVec4Kernel serves this layout and these sizes (its vec4 loads need aligned rows). */
+export function gemmVec4Fits(s: GemmShape, m: number, n: number, k: number): boolean {
+  if (!s.transA && s.transB) return k % 4 === 0;
+  if (!s.transA && !s.transB) return k % 4 === 0 && n % 4 === 0;
+  if (s.transA && !s.transB) return m % 4 === 0 && n % 4 === 0;
+  return false;
+}
+
+/**
+ * The register-blocked GEMM with vec4 loads along each operand's contiguous dimension: a quarter of the
+ * loads per multiply-add of gemmRegisterKernel. A and B are bound as vec4 arrays (every buffer is a whole
+ * number of vec4s). Layouts: NT and NN step k by 4 (A's rows as vec4s along k; B's rows along k for NT, four
+ * B rows along n for NN); TN takes one k at a time as an outer product of a vec4 of A and a vec4 of B.
+ */
+export function gemmVec4Kernel(s: GemmShape): Kernel {
+  const nt = !s.transA && s.transB,
+    nn = !s.transA && !s.transB;
+  const step = nt
+    ? `for (var c = 0u; c < 4u; c++) { b[c] = B[jb[c] * k4 + kq]; }
+        for (var r = 0u; r < 4u; r++) {
+          let a = A[ia[r] * k4 + kq];
+          acc[r] += vec4f(dot(a, b[0]), dot(a, b[1]), dot(a, b[2]), dot(a, b[3]));
+        }`
+    : nn
+      ? `for (var t = 0u; t < 4u; t++) { b[t] = B[((kq * 4u + t) * p.n + j0) / 4u]; }
+        for (var r = 0u; r < 4u; r++) {
+          let a = A[ia[r] * k4 + kq];
+          acc[r] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
+        }`
+      : `let a = A[(kq * p.m + i0) / 4u];
+        let bv = B[(kq * p.n + j0) / 4u];
+        acc[0] += a.x * bv; acc[1] += a.y * bv; acc[2] += a.z * bv; acc[3] += a.w * bv;`;
+  return kernel(
+    `gemmVec4${s.transA}${s.transB}`,
+    GEMM_PARAMS,
+    [
+      ["C", "read_write", "f32"],
+      ["A", "read", "vec4f"],
+      ["B", "read", "vec4f"],
+    ],
+    `fn main() {
+      let i0 = gid.y * 4u;
+      let j0 = gid.x * 4u;
+      if (i0 >= p.m || j0 >= p.n) { return; }
+      let ia = vec4u(i0, min(i0 + 1u, p.m - 1u), min(i0 + 2u, p.m - 1u), min(i0 + 3u, p.m - 1u));
+      let jb = vec4u(j0, min(j0 + 1u, p.n - 1u), min(j0 + 2u, p.n - 1u), min(j0 + 3u, p.n - 1u));
+      let k4 = p.k / 4u;
+      var acc: array<vec4f, 4>;
+      var b: array<vec4f, 4>;
+      for (var kq = 0u; kq < ${nt || nn ? "k4" : "p.k"}; kq++) {
+        ${step}
+      }
+      for (var r = 0u; r < 4u; r++) {
+        let i = i0 + r;
+        if (i >= p.m) { break; }
+        for (var c = 0u; c < 4u; c++) {
+          let j = j0 + c;
+          if (j >= p.n) { break; }
+          let o = i * p.n + j;
+          C[o] = select(0.0, C[o], p.accumulate != 0u) + acc[r][c];
+        }
+      }
+    }`,
+    "8, 8",
+  );
+}
+
 /** Tile of the workgroup-memory GEMM: 64x64 of C per workgroup of 16x16 invocations, 4x4 each, K step 16. */
 export const GEMM_TILE = 64;
 
