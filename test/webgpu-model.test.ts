@@ -124,3 +124,23 @@ test("webgpu (worker, synchronous interface): check-fixture on an official fixtu
     be.destroy();
   }
 });
+
+test("webgpu (worker): synchronous reads and sums; a failed call is reported by the next read", (t) => {
+  if (skip) return t.skip(skip);
+  const be = new WebGPUWorkerBackend();
+  try {
+    const a = be.fromFloat32(Float32Array.from([1, 2, 3, 4, 5]));
+    assert.deepEqual(Array.from(be.read(a)), [1, 2, 3, 4, 5]);
+    assert.equal(be.sum(a), 15);
+    assert.equal(be.sumSquares(a), 55);
+    const b = be.alloc(5);
+    be.scale(b, a, 2);
+    assert.deepEqual(Array.from(be.read(b)), [2, 4, 6, 8, 10]);
+    be.release(b);
+    be.scale(b, a, 2); // a released storage: the worker fails this call, the next answer says so
+    assert.throws(() => be.read(a), /scale: webgpu worker: unknown storage/);
+    assert.deepEqual(Array.from(be.read(a)), [1, 2, 3, 4, 5]);
+  } finally {
+    be.destroy();
+  }
+});

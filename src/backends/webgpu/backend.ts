@@ -393,7 +393,8 @@ export class WebGPUBackend implements Backend {
       this.run(kern(K.gemmTiledKernel), args, values, [Math.ceil(n / t), Math.ceil(m / t), 1]);
     } else {
       const groups: [number, number, number] = [Math.ceil(n / 32), Math.ceil(m / 32), 1];
-      this.run(kern(K.gemmRegisterKernel, shape), args, values, groups);
+      const vec4 = K.gemmVec4Fits(shape, m, n, k);
+      this.run(kern(vec4 ? K.gemmVec4Kernel : K.gemmRegisterKernel, shape), args, values, groups);
     }
   }
 

@@ -14,6 +14,7 @@ import type {
   Storage,
 } from "../../engine/backend.js";
 import type { WebGPUOptions } from "./backend.js";
+import { SOFTWARE_ICDS } from "./gpu.js";
 import type { Call } from "./worker.js";
 
 class WorkerStorage implements Storage {
@@ -25,7 +26,6 @@ class WorkerStorage implements Storage {
 
 /** Longest wait for the device to come up or for an answer (software adapters compile shaders slowly). */
 const TIMEOUT_MS = 10 * 60 * 1000;
-const SOFTWARE_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 function encodeArg(x: unknown): unknown {
   if (x instanceof WorkerStorage) return { $s: x.id };
@@ -50,9 +50,11 @@ export class WebGPUWorkerBackend implements Backend {
 
   constructor(opts: WebGPUOptions = {}) {
     let worker = this.start(opts);
-    if (worker.error && !process.env.VK_ICD_FILENAMES && existsSync(SOFTWARE_ICD)) {
-      // No hardware adapter: the worker inherits the environment, so point Vulkan at SwiftShader and retry.
-      process.env.VK_ICD_FILENAMES = SOFTWARE_ICD;
+    const icd = SOFTWARE_ICDS.find((p) => existsSync(p));
+    if (worker.error && !process.env.VK_ICD_FILENAMES && icd) {
+      // No hardware adapter. A worker's process.env is its own copy, so the worker cannot redirect the Vulkan
+      // loader itself; the main thread points it at a software driver and starts a new worker.
+      process.env.VK_ICD_FILENAMES = icd;
       worker = this.start(opts);
     }
     if (worker.error) throw new Error(`webgpu: ${worker.error}`);
