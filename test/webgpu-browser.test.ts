@@ -54,9 +54,9 @@ try {
   };
   const want = run(new RefBackend());
   const got = run(gpu);
-  let worst = rel(await gpu.readAsync(got.logits.storage), want.logits.toFloat32());
+  let worst = rel(await gpu.read(got.logits.storage), want.logits.toFloat32());
   for (const [name, p] of want.model.params)
-    worst = Math.max(worst, rel(await gpu.readAsync(got.model.params.get(name).grad.storage), p.grad.toFloat32()));
+    worst = Math.max(worst, rel(await gpu.read(got.model.params.get(name).grad.storage), p.grad.toFloat32()));
   report({ adapter: gpu.adapterName, worst });
 } catch (e) {
   report({ error: String(e && e.message || e) });

@@ -56,6 +56,22 @@ export function axpyKernel(accumulate: boolean): Kernel {
   );
 }
 
+/** out[i] = alpha * a[0]: a device scalar spread over a storage. */
+export function broadcastKernel(): Kernel {
+  return kernel(
+    "broadcast",
+    [
+      ["n", "u32"],
+      ["alpha", "f32"],
+    ],
+    [
+      ["out", "read_write", "f32"],
+      ["a", "read", "f32"],
+    ],
+    `fn main() { let i = FLAT; if (i >= p.n) { return; } out[i] = p.alpha * a[0]; }`,
+  );
+}
+
 export function swigluKernel(): Kernel {
   return kernel(
     "swiglu",
@@ -94,7 +110,7 @@ export function swigluBackwardKernel(): Kernel {
   );
 }
 
-/** AdamW; the gradient scale (global-norm clipping) comes from a uniform or, on device, from scale[0]. */
+/** AdamW; the gradient scale (global-norm clipping) is scale[0], a device scalar (clipGradNorm's output). */
 export function adamwKernel(): Kernel {
   return kernel(
     "adamw",
@@ -106,8 +122,6 @@ export function adamwKernel(): Kernel {
       ["stepSize", "f32"],
       ["bc2sqrt", "f32"],
       ["decay", "f32"],
-      ["gradScale", "f32"],
-      ["scaleOnDevice", "u32"],
     ],
     [
       ["param", "read_write", "f32"],
@@ -118,7 +132,7 @@ export function adamwKernel(): Kernel {
     ],
     `fn main() {
       let i = FLAT; if (i >= p.n) { return; }
-      let g = grad[i] * select(p.gradScale, scale[0], p.scaleOnDevice != 0u);
+      let g = grad[i] * scale[0];
       let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
       let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
       m[i] = mi;
