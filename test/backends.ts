@@ -1,6 +1,7 @@
 // The backends under test. A new backend (WebAssembly, WebGPU, ...) registers itself here, once, and inherits
 // every check written against this list: the op-by-op parity suite against the reference backend
 // (test/backend-parity.test.ts) and the no-synchronous-read training step (test/no-sync-read.test.ts).
+import { after } from "node:test";
 import type { Backend } from "../src/engine/backend.js";
 import { RefBackend } from "../src/backends/ref.js";
 import { loadNativeBackend } from "../src/backends/native.js";
@@ -55,6 +56,12 @@ export const BACKENDS: RegisteredBackend[] = [
 ];
 
 let webgpu: Backend | string | undefined;
+
+// The device's worker (and Dawn behind it) would keep the test process alive after its last test: end it.
+after(() => {
+  if (webgpu instanceof WebGPUWorkerBackend) webgpu.destroy();
+  webgpu = undefined;
+});
 
 function loadWebGPU(): Backend | string {
   try {

@@ -132,6 +132,9 @@ export function adamwKernel(): Kernel {
     ],
     `fn main() {
       let i = FLAT; if (i >= p.n) { return; }
+      // A non-finite scale (a non-finite gradient norm) skips the update. Tested on the bits: WGSL lets a
+      // compiler assume floats are finite, so isnan-style comparisons may be folded away.
+      if ((bitcast<u32>(scale[0]) & 0x7f800000u) == 0x7f800000u) { return; }
       let g = grad[i] * scale[0];
       let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
       let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
@@ -212,7 +215,8 @@ export const REDUCE_WG = RED;
 
 /**
  * torch's clip_grad_norm_ on device: from a sum of squares ss[0], norm[0] = sqrt(ss) and
- * scale[0] = min(1, maxNorm / (norm + 1e-6)) (maxNorm <= 0: no clipping, scale 1).
+ * scale[0] = min(1, maxNorm / (norm + 1e-6)) (maxNorm <= 0: no clipping, scale 1); NaN when the norm is not
+ * finite, so that AdamW skips the update.
  */
 export function clipScaleKernel(): Kernel {
   return kernel(
@@ -228,6 +232,10 @@ export function clipScaleKernel(): Kernel {
       let nrm = sqrt(ss[0]);
       norm[0] = nrm;
       scale[0] = select(1.0, min(1.0, p.maxNorm / (nrm + 1e-6)), p.maxNorm > 0.0);
+      // A non-finite norm gives a NaN scale (AdamW then skips the update), tested on the bits as in adamw.
+      if ((bitcast<u32>(ss[0]) & 0x7f800000u) == 0x7f800000u) {
+        scale[0] = bitcast<f32>(0x7fc00000u | (bitcast<u32>(ss[0]) & 0x80000000u)); // a runtime NaN
+      }
     }`,
   );
 }
