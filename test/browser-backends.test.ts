@@ -15,16 +15,16 @@ import { type Browser, type Page, serveFiles } from "./browser-helpers.js";
 
 const launcher = (await import(pathToFileURL(resolve("scripts/chromium.mjs")).href)) as {
   findChromium(): string | null;
-  launchChromium(): Promise<Browser | null>;
+  launchChromium(viewport?: object, o?: { webgpu?: boolean }): Promise<Browser | null>;
 };
 const skip = launcher.findChromium() === null ? "no Chromium installed (apt-get install chromium)" : false;
 
 const FIXTURE = "/test/fixtures/2stage_word_english";
 const STEPS = 4;
 /**
- * The wasm kernels reproduce the reference's float32 losses bit for bit over these steps (measured: relative
- * difference 0). Float32 tolerance for a backend that sums in another order: 1e-5, ten times float32's epsilon
- * times the few hundred terms of a row, well below the 1e-3 a wrong kernel moves the loss by.
+ * Measured over these steps: the wasm kernels reproduce the reference's float32 losses bit for bit; WebGPU
+ * (SwiftShader) differs by at most 9e-8 relative (float32 sums in another order). 1e-5 leaves a margin of 100
+ * and is still far below the 1e-3 a wrong kernel moves the loss by.
  */
 const LOSS_REL = 1e-5;
 
@@ -37,7 +37,7 @@ before(async () => {
   if (skip) return;
   // Only what the page needs: the compiled modules, the fixture and the wasm kernels.
   host = await serveFiles(resolve("."), ["dist/", "test/fixtures/", "wasm/aunet.wasm"]);
-  browser = await launcher.launchChromium();
+  browser = await launcher.launchChromium(undefined, { webgpu: true });
   page = await browser!.context.newPage();
   page.on("pageerror", (e: Error) => errors.push(e.message));
   await page.goto(`${host.url}/`);
