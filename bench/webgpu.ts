@@ -65,7 +65,7 @@ async function gemm(path: GemmPath, rows: Row[]): Promise<void> {
       const p = { m: n, n, k: n, transA, transB, accumulate: false };
       const s = await time(
         () => be.matmul(c, a, b, p),
-        () => be.readAsync(c),
+        () => be.read(c),
       );
       const shape = `${n}^3 ${transA ? "T" : "N"}${transB ? "T" : "N"}`;
       rows.push({ kernel: `gemm ${path}`, shape, gflops: (2 * n * n * n) / s / 1e9 });
@@ -113,11 +113,11 @@ async function attention(rows: Row[]): Promise<string> {
     const shape = `S=${SEQ} H=${H}/${Hkv} hd=${hd}${window ? ` W=${window}` : ""}`;
     const sf = await time(
       () => be.attention(o, lse, q, k, v, p),
-      () => be.readAsync(lse),
+      () => be.read(lse),
     );
     const sb = await time(
-      () => be.attentionBackward(dq, dk, dv, g, q, k, v, o, lse, p),
-      () => be.readAsync(dk),
+      () => be.attentionBackward({ dq, dk, dv, dout: g, q, k, v, out: o, lse }, p),
+      () => be.read(dk),
     );
     rows.push({ kernel: "attention fwd", shape, gflops: fwdFlops / sf / 1e9 });
     rows.push({ kernel: "attention bwd", shape, gflops: (2.5 * fwdFlops) / sb / 1e9 });

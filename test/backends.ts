@@ -5,6 +5,7 @@ import type { Backend } from "../src/engine/backend.js";
 import { RefBackend } from "../src/backends/ref.js";
 import { loadNativeBackend } from "../src/backends/native.js";
 import { loadWasmBackend } from "../src/backends/wasm-node.js";
+import { WebGPUWorkerBackend } from "../src/backends/webgpu/sync.js";
 
 export interface RegisteredBackend {
   name: string;
@@ -45,4 +46,21 @@ export const BACKENDS: RegisteredBackend[] = [
     name: "wasm",
     load: () => loadWasmBackend().backend ?? `WebAssembly module unavailable: ${loadWasmBackend().error}`,
   },
+  {
+    // The worker form: the suites read synchronously between steps. One device per test process, made on first
+    // use (a software adapter takes seconds to start); its worker ends with the process.
+    name: "webgpu",
+    load: () => (webgpu ??= loadWebGPU()),
+  },
 ];
+
+let webgpu: Backend | string | undefined;
+
+function loadWebGPU(): Backend | string {
+  try {
+    return new WebGPUWorkerBackend();
+  } catch (e) {
+    if (process.env.AUNET_REQUIRE_WEBGPU === "1") throw e;
+    return `no WebGPU adapter: ${(e as Error).message}`;
+  }
+}

@@ -10,9 +10,15 @@
 
 import type {
   AdamWParams,
+  AttentionGrads,
   AttentionParams,
   Backend,
+  ClipGradNormParams,
+  CopyRowsParams,
+  IndexedLinearGrads,
+  IndexedLinearParams,
   MatmulParams,
+  RmsnormGrads,
   RopeParams,
   Storage,
 } from "../../engine/backend.js";
@@ -260,16 +266,18 @@ export class WebGPUBackend implements Backend {
     this.write(s, data, 0);
     return s;
   }
-  /** WebGPU cannot read a buffer synchronously: use readAsync. */
-  read(_s: Storage): Float32Array {
-    throw new Error("the webgpu backend reads device memory asynchronously only: use readAsync (read)");
-  }
-  /** WebGPU cannot read a buffer synchronously (readSync of the async-ready Backend interface). */
-  readSync(s: Storage): Float32Array {
-    return this.read(s);
+  /**
+   * WebGPU maps a buffer only asynchronously, on the event loop of the thread that owns the device, so this
+   * form cannot block for it: use `read`, or WebGPUWorkerBackend (sync.ts), whose readSync waits for a worker.
+   */
+  readSync(_s: Storage): Float32Array {
+    throw new Error(
+      "the webgpu backend reads device memory asynchronously only: use read() (a Promise), " +
+        "or the worker form WebGPUWorkerBackend for synchronous reads",
+    );
   }
   /** A copy of the data as float32, after every kernel recorded so far has run. */
-  async readAsync(s: Storage): Promise<Float32Array> {
+  async read(s: Storage): Promise<Float32Array> {
     const src = (s as GpuStorage).buffer;
     const bytes = bytesFor(s.size);
     const rb = this.readbackPool.take(bytes);
@@ -309,8 +317,8 @@ export class WebGPUBackend implements Backend {
     if (out.size === 0) return;
     this.enc().copyBufferToBuffer((a as GpuStorage).buffer, 0, (out as GpuStorage).buffer, 0, out.size * 4);
   }
-  /** dst rows [dstRow, dstRow + rows) = src rows [srcRow, srcRow + rows), rows of `dim` elements. */
-  copyRows(dst: Storage, dstRow: number, src: Storage, srcRow: number, rows: number, dim: number): void {
+  copyRows(dst: Storage, src: Storage, p: CopyRowsParams): void {
+    const { dim, rows, srcRow, dstRow } = p;
     if (rows * dim === 0) return;
     const b = (x: Storage) => (x as GpuStorage).buffer;
     this.enc().copyBufferToBuffer(b(src), srcRow * dim * 4, b(dst), dstRow * dim * 4, rows * dim * 4);
@@ -333,51 +341,22 @@ export class WebGPUBackend implements Backend {
   /** out[0] = alpha * sum(a) (or of a^2), plus out[0] when accumulating: two passes, all on the device. */
   private reduce(out: Storage, a: Storage, alpha: number, squares: boolean, accumulate: boolean): void {
     const groups = Math.max(1, Math.min(K.REDUCE_WG, Math.ceil(a.size / (K.REDUCE_WG * 4))));
-    const partial = this.transient(this.transientPool, bytesFor(groups));
-    this.run(kern(K.reducePartialKernel, squares), [partial, a as GpuStorage], { n: a.size, groups }, [
-      groups,
-      1,
-      1,
-    ]);
-    this.run(
-      kern(K.reduceFinalKernel, accumulate),
-      [out as GpuStorage, partial],
-      { groups, alpha },
-      [1, 1, 1],
-    );
-  }
-  /** The host needs the value now, which WebGPU cannot give: use sumAsync. */
-  sum(_a: Storage): number {
-    throw new Error("the webgpu backend reads device memory asynchronously only: use sumAsync (sum)");
-  }
-  async sumAsync(a: Storage): Promise<number> {
-    const t = this.alloc(1, false);
-    this.reduce(t, a, 1, false, false);
-    const v = (await this.readAsync(t))[0];
-    this.release(t);
-    return v;
+    // Intermediates that live across two launches are pooled storages, not transient buffers: a batch may be
+    // submitted between the launches, and a transient buffer given back then could be refilled by a
+    // queue.writeBuffer that the queue runs before the second launch.
+    const partial = this.alloc(groups, false) as GpuStorage;
+    const partialArgs = [partial, a as GpuStorage];
+    this.run(kern(K.reducePartialKernel, squares), partialArgs, { n: a.size, groups }, [groups, 1, 1]);
+    const finalArgs = [out as GpuStorage, partial];
+    this.run(kern(K.reduceFinalKernel, accumulate), finalArgs, { groups, alpha }, [1, 1, 1]);
+    this.release(partial);
   }
   reduceSum(out: Storage, a: Storage, alpha: number): void {
     this.reduce(out, a, alpha, false, false);
   }
-  sumSquares(_a: Storage): number {
-    throw new Error("the webgpu backend reads device memory asynchronously only: use sumSquaresAsync");
-  }
-  async sumSquaresAsync(a: Storage): Promise<number> {
-    const t = this.alloc(1, false);
-    this.reduce(t, a, 1, true, false);
-    const v = (await this.readAsync(t))[0];
-    this.release(t);
-    return v;
-  }
-  /** out[0] (+)= sum(a^2) on the device: the global gradient norm without a host round trip. */
-  sumSquaresInto(out: Storage, a: Storage, accumulate: boolean): void {
-    this.reduce(out, a, 1, true, accumulate);
-  }
-  /** From a device sum of squares: norm[0] = sqrt(ss), scale[0] = clip_grad_norm_'s factor for maxNorm. */
-  clipScale(scale: Storage, norm: Storage, sumSq: Storage, maxNorm: number): void {
-    const args = [scale, norm, sumSq] as GpuStorage[];
-    this.run(kern(K.clipScaleKernel), args, { maxNorm }, [1, 1, 1]);
+  broadcast(out: Storage, a: Storage, alpha: number): void {
+    const args = [out, a] as GpuStorage[];
+    this.run(kern(K.broadcastKernel), args, { n: out.size, alpha }, this.grid(out.size));
   }
 
   // ---- dense linear algebra ----
@@ -393,7 +372,8 @@ export class WebGPUBackend implements Backend {
       this.run(kern(K.gemmTiledKernel), args, values, [Math.ceil(n / t), Math.ceil(m / t), 1]);
     } else {
       const groups: [number, number, number] = [Math.ceil(n / 32), Math.ceil(m / 32), 1];
-      this.run(kern(K.gemmRegisterKernel, shape), args, values, groups);
+      const vec4 = K.gemmVec4Fits(shape, m, n, k);
+      this.run(kern(vec4 ? K.gemmVec4Kernel : K.gemmRegisterKernel, shape), args, values, groups);
     }
   }
 
@@ -424,15 +404,8 @@ export class WebGPUBackend implements Backend {
     const args = [out, rstd, x, w] as GpuStorage[];
     this.run(kern(K.rmsnormKernel), args, { rows, dim, eps }, this.grid(rows));
   }
-  rmsnormBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    rstd: Storage,
-    dim: number,
-  ): void {
+  rmsnormBackward(g: RmsnormGrads, dim: number): void {
+    const { dx, dw, dout, x, w, rstd } = g;
     const rows = x.size / dim;
     const dxArgs = [dx, dout, x, w, rstd] as GpuStorage[];
     this.run(kern(K.rmsnormBackwardDxKernel), dxArgs, { rows, dim }, this.grid(rows));
@@ -483,20 +456,11 @@ export class WebGPUBackend implements Backend {
     const args = [out, lse, q, k, v] as GpuStorage[];
     this.run(kern(K.attentionKernel, p.headDim), args, this.attValues(p), this.grid(n));
   }
-  attentionBackward(
-    dq: Storage,
-    dk: Storage,
-    dv: Storage,
-    dout: Storage,
-    q: Storage,
-    k: Storage,
-    v: Storage,
-    out: Storage,
-    lse: Storage,
-    p: AttentionParams,
-  ): void {
+  attentionBackward(g: AttentionGrads, p: AttentionParams): void {
+    const { dq, dk, dv, dout, q, k, v, out, lse } = g;
     const rows = p.batch * p.nHeads * p.sq;
-    const dsum = this.transient(this.transientPool, bytesFor(rows));
+    const dsum = this.alloc(rows, false) as GpuStorage; // a pooled storage: see reduce
+
     const values = this.attValues(p);
     const s = (x: Storage) => x as GpuStorage;
     const dqArgs = [s(dq), dsum, s(dout), s(q), s(k), s(v), s(out), s(lse)];
@@ -504,25 +468,20 @@ export class WebGPUBackend implements Backend {
     const dkvArgs = [s(dk), s(dv), s(dout), s(q), s(k), s(v), dsum, s(lse)];
     const keys = p.batch * p.nKvHeads * p.sk;
     this.run(kern(K.attentionBackwardDkvKernel, p.headDim), dkvArgs, values, this.grid(keys));
+    this.release(dsum);
   }
 
   // ---- upsampling ----
 
-  indexedLinear(out: Storage, x: Storage, w: Storage, pos: Int32Array, dIn: number, dOut: number): void {
+  indexedLinear(out: Storage, x: Storage, w: Storage, p: IndexedLinearParams): void {
+    const { pos, dIn, dOut } = p;
     const n = pos.length * dOut;
     const args = [out as GpuStorage, x as GpuStorage, w as GpuStorage, this.indices(pos)];
     this.run(kern(K.indexedLinearKernel), args, { n, dIn, dOut }, this.grid(n));
   }
-  indexedLinearBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    pos: Int32Array,
-    dIn: number,
-    dOut: number,
-  ): void {
+  indexedLinearBackward(g: IndexedLinearGrads, p: IndexedLinearParams): void {
+    const { dx, dw, dout, x, w } = g;
+    const { pos, dIn, dOut } = p;
     const nx = pos.length * dIn;
     const dxArgs = [dx as GpuStorage, dout as GpuStorage, w as GpuStorage, this.indices(pos)];
     this.run(kern(K.indexedLinearBackwardDxKernel), dxArgs, { n: nx, dIn, dOut }, this.grid(nx));
@@ -555,37 +514,33 @@ export class WebGPUBackend implements Backend {
 
   // ---- optimiser ----
 
-  private adamwValues(p: AdamWParams): Record<string, number> {
+  /**
+   * The global norm as torch's clip_grad_norm_ computes it, without a host round trip: every gradient's sum
+   * of squares accumulates into one device scalar (two-pass tree reductions), then one invocation turns it
+   * into the norm and the clip coefficient.
+   */
+  clipGradNorm(p: ClipGradNormParams): void {
+    const ss = this.alloc(1, p.grads.length === 0);
+    p.grads.forEach((g, i) => this.reduce(ss, g, 1, true, i > 0));
+    const args = [p.scale, p.norm, ss] as GpuStorage[];
+    this.run(kern(K.clipScaleKernel), args, { maxNorm: p.maxNorm }, [1, 1, 1]);
+    this.release(ss);
+  }
+  adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     // Bias corrections in float64 on the host, as the reference backend does.
     const bc1 = 1 - Math.pow(p.beta1, p.step);
     const bc2 = 1 - Math.pow(p.beta2, p.step);
-    return {
+    const values = {
+      n: param.size,
       beta1: p.beta1,
       beta2: p.beta2,
       eps: p.eps,
       stepSize: p.lr / bc1,
       bc2sqrt: Math.sqrt(bc2),
       decay: 1 - p.lr * p.weightDecay,
-      gradScale: p.gradScale,
     };
-  }
-  adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
-    const args = [param, grad, m, v, this.dummy] as GpuStorage[];
-    const values = { n: param.size, ...this.adamwValues(p) };
-    this.run(kern(K.adamwKernel), args, { ...values, scaleOnDevice: 0 }, this.grid(param.size));
-  }
-  /** AdamW whose gradient scale is gradScale[0] on the device (clipScale's output); p.gradScale is unused. */
-  adamwDeviceScale(
-    param: Storage,
-    grad: Storage,
-    m: Storage,
-    v: Storage,
-    gradScale: Storage,
-    p: AdamWParams,
-  ) {
-    const args = [param, grad, m, v, gradScale] as GpuStorage[];
-    const values = { n: param.size, ...this.adamwValues(p) };
-    this.run(kern(K.adamwKernel), args, { ...values, scaleOnDevice: 1 }, this.grid(param.size));
+    const args = [param, grad, m, v, p.gradScale] as GpuStorage[];
+    this.run(kern(K.adamwKernel), args, values, this.grid(param.size));
   }
 }
 

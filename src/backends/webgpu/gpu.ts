@@ -12,7 +12,7 @@ export interface GpuDevice {
 }
 
 /** Vulkan ICD manifests of software rasterisers a Debian machine may have (Chromium's SwiftShader, lavapipe). */
-const SOFTWARE_ICDS = [
+export const SOFTWARE_ICDS = [
   "/usr/lib/chromium/vk_swiftshader_icd.json",
   "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
   "/usr/share/vulkan/icd.d/lvp_icd.aarch64.json",

@@ -56,6 +56,22 @@ export function axpyKernel(accumulate: boolean): Kernel {
   );
 }
 
+/** out[i] = alpha * a[0]: a device scalar spread over a storage. */
+export function broadcastKernel(): Kernel {
+  return kernel(
+    "broadcast",
+    [
+      ["n", "u32"],
+      ["alpha", "f32"],
+    ],
+    [
+      ["out", "read_write", "f32"],
+      ["a", "read", "f32"],
+    ],
+    `fn main() { let i = FLAT; if (i >= p.n) { return; } out[i] = p.alpha * a[0]; }`,
+  );
+}
+
 export function swigluKernel(): Kernel {
   return kernel(
     "swiglu",
@@ -94,7 +110,7 @@ export function swigluBackwardKernel(): Kernel {
   );
 }
 
-/** AdamW; the gradient scale (global-norm clipping) comes from a uniform or, on device, from scale[0]. */
+/** AdamW; the gradient scale (global-norm clipping) is scale[0], a device scalar (clipGradNorm's output). */
 export function adamwKernel(): Kernel {
   return kernel(
     "adamw",
@@ -106,8 +122,6 @@ export function adamwKernel(): Kernel {
       ["stepSize", "f32"],
       ["bc2sqrt", "f32"],
       ["decay", "f32"],
-      ["gradScale", "f32"],
-      ["scaleOnDevice", "u32"],
     ],
     [
       ["param", "read_write", "f32"],
@@ -118,7 +132,7 @@ export function adamwKernel(): Kernel {
     ],
     `fn main() {
       let i = FLAT; if (i >= p.n) { return; }
-      let g = grad[i] * select(p.gradScale, scale[0], p.scaleOnDevice != 0u);
+      let g = grad[i] * scale[0];
       let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
       let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
       m[i] = mi;
@@ -278,6 +292,73 @@ export function gemmRegisterKernel(s: GemmShape): Kernel {
           if (j >= p.n) { break; }
           let o = i * p.n + j;
           C[o] = select(0.0, C[o], p.accumulate != 0u) + rows[r][c];
+        }
+      }
+    }`,
+    "8, 8",
+  );
+}
+
+/** Whether gemmVec4Kernel serves this layout and these sizes (its vec4 loads need aligned rows). */
+export function gemmVec4Fits(s: GemmShape, m: number, n: number, k: number): boolean {
+  if (!s.transA && s.transB) return k % 4 === 0;
+  if (!s.transA && !s.transB) return k % 4 === 0 && n % 4 === 0;
+  if (s.transA && !s.transB) return m % 4 === 0 && n % 4 === 0;
+  return false;
+}
+
+/**
+ * The register-blocked GEMM with vec4 loads along each operand's contiguous dimension: a quarter of the
+ * loads per multiply-add of gemmRegisterKernel. A and B are bound as vec4 arrays (every buffer is a whole
+ * number of vec4s). Layouts: NT and NN step k by 4 (A's rows as vec4s along k; B's rows along k for NT, four
+ * B rows along n for NN); TN takes one k at a time as an outer product of a vec4 of A and a vec4 of B.
+ */
+export function gemmVec4Kernel(s: GemmShape): Kernel {
+  const nt = !s.transA && s.transB,
+    nn = !s.transA && !s.transB;
+  const step = nt
+    ? `for (var c = 0u; c < 4u; c++) { b[c] = B[jb[c] * k4 + kq]; }
+        for (var r = 0u; r < 4u; r++) {
+          let a = A[ia[r] * k4 + kq];
+          acc[r] += vec4f(dot(a, b[0]), dot(a, b[1]), dot(a, b[2]), dot(a, b[3]));
+        }`
+    : nn
+      ? `for (var t = 0u; t < 4u; t++) { b[t] = B[((kq * 4u + t) * p.n + j0) / 4u]; }
+        for (var r = 0u; r < 4u; r++) {
+          let a = A[ia[r] * k4 + kq];
+          acc[r] += a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
+        }`
+      : `let a = A[(kq * p.m + i0) / 4u];
+        let bv = B[(kq * p.n + j0) / 4u];
+        acc[0] += a.x * bv; acc[1] += a.y * bv; acc[2] += a.z * bv; acc[3] += a.w * bv;`;
+  return kernel(
+    `gemmVec4${s.transA}${s.transB}`,
+    GEMM_PARAMS,
+    [
+      ["C", "read_write", "f32"],
+      ["A", "read", "vec4f"],
+      ["B", "read", "vec4f"],
+    ],
+    `fn main() {
+      let i0 = gid.y * 4u;
+      let j0 = gid.x * 4u;
+      if (i0 >= p.m || j0 >= p.n) { return; }
+      let ia = vec4u(i0, min(i0 + 1u, p.m - 1u), min(i0 + 2u, p.m - 1u), min(i0 + 3u, p.m - 1u));
+      let jb = vec4u(j0, min(j0 + 1u, p.n - 1u), min(j0 + 2u, p.n - 1u), min(j0 + 3u, p.n - 1u));
+      let k4 = p.k / 4u;
+      var acc: array<vec4f, 4>;
+      var b: array<vec4f, 4>;
+      for (var kq = 0u; kq < ${nt || nn ? "k4" : "p.k"}; kq++) {
+        ${step}
+      }
+      for (var r = 0u; r < 4u; r++) {
+        let i = i0 + r;
+        if (i >= p.m) { break; }
+        for (var c = 0u; c < 4u; c++) {
+          let j = j0 + c;
+          if (j >= p.n) { break; }
+          let o = i * p.n + j;
+          C[o] = select(0.0, C[o], p.accumulate != 0u) + acc[r][c];
         }
       }
     }`,
@@ -535,23 +616,39 @@ const KEY_RANGE = `
     fn keyHi(i: u32) -> i32 { return min(p.qOffset + i32(i), i32(p.sk) - 1); }`;
 
 /**
+ * How a head vector is held: as hd/4 vec4s when hd is a multiple of 4 (four lanes per operation, a quarter of
+ * the loop trips), else as hd scalars. `dot4` is the dot product of two such pieces.
+ */
+function headVector(hd: number): { V: string; N: number; prelude: string } {
+  const vec = hd % 4 === 0;
+  const V = vec ? "vec4f" : "f32";
+  return {
+    V,
+    N: vec ? hd / 4 : hd,
+    prelude: `const N = ${vec ? hd / 4 : hd}u;
+    fn dot4(a: ${V}, b: ${V}) -> f32 { return ${vec ? "dot(a, b)" : "a * b"}; }`,
+  };
+}
+
+/**
  * Fused attention forward, one invocation per (batch, head, query): a single pass over the visible keys with
  * the online softmax (running max and denominator, the accumulator rescaled when the max grows), so no score
  * matrix exists anywhere. Writes out and the log-sum-exp for the backward. hd is a compile-time constant
  * (private arrays need one).
  */
 export function attentionKernel(hd: number): Kernel {
+  const { V, prelude } = headVector(hd);
   return kernel(
     `attention${hd}`,
     ATT_PARAMS,
     [
-      ["out", "read_write", "f32"],
+      ["out", "read_write", V],
       ["lse", "read_write", "f32"],
-      ["q", "read", "f32"],
-      ["k", "read", "f32"],
-      ["v", "read", "f32"],
+      ["q", "read", V],
+      ["k", "read", V],
+      ["v", "read", V],
     ],
-    `const HD = ${hd}u;
+    `${prelude}
     ${KEY_RANGE}
     fn main() {
       let e = FLAT;
@@ -560,27 +657,27 @@ export function attentionKernel(hd: number): Kernel {
       let h = (e / p.sq) % p.nHeads;
       let b = e / (p.sq * p.nHeads);
       let kh = h / (p.nHeads / p.nKvHeads);
-      let qo = ((b * p.sq + i) * p.nHeads + h) * HD;
-      var qv: array<f32, HD>;
-      var acc: array<f32, HD>;
-      for (var t = 0u; t < HD; t++) { qv[t] = q[qo + t] * p.scale; acc[t] = 0.0; }
+      let qo = ((b * p.sq + i) * p.nHeads + h) * N;
+      var qv: array<${V}, N>;
+      var acc: array<${V}, N>;
+      for (var t = 0u; t < N; t++) { qv[t] = q[qo + t] * p.scale; }
       var mx = ${LOWEST};
       var den = 0.0;
       let lo = keyLo(i);
       let hi = keyHi(i);
       for (var j = lo; j <= hi; j++) {
-        let ko = ((b * p.sk + u32(j)) * p.nKvHeads + kh) * HD;
+        let ko = ((b * p.sk + u32(j)) * p.nKvHeads + kh) * N;
         var s = 0.0;
-        for (var t = 0u; t < HD; t++) { s += qv[t] * k[ko + t]; }
+        for (var t = 0u; t < N; t++) { s += dot4(qv[t], k[ko + t]); }
         let mNew = max(mx, s);
         let corr = exp(mx - mNew);
         let pj = exp(s - mNew);
         den = den * corr + pj;
-        for (var t = 0u; t < HD; t++) { acc[t] = acc[t] * corr + pj * v[ko + t]; }
+        for (var t = 0u; t < N; t++) { acc[t] = acc[t] * corr + pj * v[ko + t]; }
         mx = mNew;
       }
       let empty = hi < lo;
-      for (var t = 0u; t < HD; t++) { out[qo + t] = select(acc[t] / den, 0.0, empty); }
+      for (var t = 0u; t < N; t++) { out[qo + t] = select(acc[t] / den, ${V}(0.0), empty); }
       lse[(b * p.nHeads + h) * p.sq + i] = select(mx + log(den), p.negInf, empty);
     }`,
   );
@@ -592,20 +689,21 @@ export function attentionKernel(hd: number): Kernel {
  * p_j recomputed from the saved log-sum-exp.
  */
 export function attentionBackwardDqKernel(hd: number): Kernel {
+  const { V, prelude } = headVector(hd);
   return kernel(
     `attentionBackwardDq${hd}`,
     ATT_PARAMS,
     [
-      ["dq", "read_write", "f32"],
+      ["dq", "read_write", V],
       ["dsum", "read_write", "f32"],
-      ["dout", "read", "f32"],
-      ["q", "read", "f32"],
-      ["k", "read", "f32"],
-      ["v", "read", "f32"],
-      ["o", "read", "f32"],
+      ["dout", "read", V],
+      ["q", "read", V],
+      ["k", "read", V],
+      ["v", "read", V],
+      ["o", "read", V],
       ["lse", "read", "f32"],
     ],
-    `const HD = ${hd}u;
+    `${prelude}
     ${KEY_RANGE}
     fn main() {
       let e = FLAT;
@@ -614,31 +712,30 @@ export function attentionBackwardDqKernel(hd: number): Kernel {
       let h = (e / p.sq) % p.nHeads;
       let b = e / (p.sq * p.nHeads);
       let kh = h / (p.nHeads / p.nKvHeads);
-      let qo = ((b * p.sq + i) * p.nHeads + h) * HD;
+      let qo = ((b * p.sq + i) * p.nHeads + h) * N;
       let row = (b * p.nHeads + h) * p.sq + i;
-      var qv: array<f32, HD>;
-      var go: array<f32, HD>;
-      var acc: array<f32, HD>;
+      var qv: array<${V}, N>;
+      var go: array<${V}, N>;
+      var acc: array<${V}, N>;
       var D = 0.0;
-      for (var t = 0u; t < HD; t++) {
+      for (var t = 0u; t < N; t++) {
         qv[t] = q[qo + t];
         go[t] = dout[qo + t];
-        acc[t] = 0.0;
-        D += go[t] * o[qo + t];
+        D += dot4(go[t], o[qo + t]);
       }
       dsum[row] = D;
       let l = lse[row];
       let lo = keyLo(i);
       let hi = keyHi(i);
       for (var j = lo; j <= hi; j++) {
-        let ko = ((b * p.sk + u32(j)) * p.nKvHeads + kh) * HD;
+        let ko = ((b * p.sk + u32(j)) * p.nKvHeads + kh) * N;
         var s = 0.0;
         var dp = 0.0;
-        for (var t = 0u; t < HD; t++) { s += qv[t] * k[ko + t]; dp += go[t] * v[ko + t]; }
+        for (var t = 0u; t < N; t++) { s += dot4(qv[t], k[ko + t]); dp += dot4(go[t], v[ko + t]); }
         let ds = exp(s * p.scale - l) * (dp - D) * p.scale;
-        for (var t = 0u; t < HD; t++) { acc[t] += ds * k[ko + t]; }
+        for (var t = 0u; t < N; t++) { acc[t] += ds * k[ko + t]; }
       }
-      for (var t = 0u; t < HD; t++) { dq[qo + t] += acc[t]; }
+      for (var t = 0u; t < N; t++) { dq[qo + t] += acc[t]; }
     }`,
   );
 }
@@ -648,20 +745,21 @@ export function attentionBackwardDqKernel(hd: number): Kernel {
  * group and the queries that see this key, accumulating dk and dv in registers (each written by one owner).
  */
 export function attentionBackwardDkvKernel(hd: number): Kernel {
+  const { V, prelude } = headVector(hd);
   return kernel(
     `attentionBackwardDkv${hd}`,
     ATT_PARAMS,
     [
-      ["dk", "read_write", "f32"],
-      ["dv", "read_write", "f32"],
-      ["dout", "read", "f32"],
-      ["q", "read", "f32"],
-      ["k", "read", "f32"],
-      ["v", "read", "f32"],
+      ["dk", "read_write", V],
+      ["dv", "read_write", V],
+      ["dout", "read", V],
+      ["q", "read", V],
+      ["k", "read", V],
+      ["v", "read", V],
       ["dsum", "read", "f32"],
       ["lse", "read", "f32"],
     ],
-    `const HD = ${hd}u;
+    `${prelude}
     fn main() {
       let e = FLAT;
       if (e >= p.batch * p.nKvHeads * p.sk) { return; }
@@ -669,12 +767,12 @@ export function attentionBackwardDkvKernel(hd: number): Kernel {
       let kh = (e / p.sk) % p.nKvHeads;
       let b = e / (p.sk * p.nKvHeads);
       let group = p.nHeads / p.nKvHeads;
-      let ko = ((b * p.sk + j) * p.nKvHeads + kh) * HD;
-      var kv: array<f32, HD>;
-      var vv: array<f32, HD>;
-      var dka: array<f32, HD>;
-      var dva: array<f32, HD>;
-      for (var t = 0u; t < HD; t++) { kv[t] = k[ko + t]; vv[t] = v[ko + t]; dka[t] = 0.0; dva[t] = 0.0; }
+      let ko = ((b * p.sk + j) * p.nKvHeads + kh) * N;
+      var kv: array<${V}, N>;
+      var vv: array<${V}, N>;
+      var dka: array<${V}, N>;
+      var dva: array<${V}, N>;
+      for (var t = 0u; t < N; t++) { kv[t] = k[ko + t]; vv[t] = v[ko + t]; }
       // Queries that see key j: qpos >= j, and qpos - j < window when windowed.
       let iLo = max(0, i32(j) - p.qOffset);
       let iHi = select(i32(p.sq) - 1, min(i32(p.sq) - 1, i32(j) - p.qOffset + p.window - 1), p.window > 0);
@@ -682,17 +780,17 @@ export function attentionBackwardDkvKernel(hd: number): Kernel {
         let h = kh * group + g;
         for (var ii = iLo; ii <= iHi; ii++) {
           let i = u32(ii);
-          let qo = ((b * p.sq + i) * p.nHeads + h) * HD;
+          let qo = ((b * p.sq + i) * p.nHeads + h) * N;
           let row = (b * p.nHeads + h) * p.sq + i;
           var s = 0.0;
           var dp = 0.0;
-          for (var t = 0u; t < HD; t++) { s += q[qo + t] * kv[t]; dp += dout[qo + t] * vv[t]; }
+          for (var t = 0u; t < N; t++) { s += dot4(q[qo + t], kv[t]); dp += dot4(dout[qo + t], vv[t]); }
           let pr = exp(s * p.scale - lse[row]);
           let ds = pr * (dp - dsum[row]) * p.scale;
-          for (var t = 0u; t < HD; t++) { dva[t] += pr * dout[qo + t]; dka[t] += ds * q[qo + t]; }
+          for (var t = 0u; t < N; t++) { dva[t] += pr * dout[qo + t]; dka[t] += ds * q[qo + t]; }
         }
       }
-      for (var t = 0u; t < HD; t++) { dk[ko + t] += dka[t]; dv[ko + t] += dva[t]; }
+      for (var t = 0u; t < N; t++) { dk[ko + t] += dka[t]; dv[ko + t] += dva[t]; }
     }`,
   );
 }

@@ -1,20 +1,28 @@
-// WebGPU behind the synchronous Backend interface, for Node: the device and the WebGPUBackend live in a
-// worker thread (worker.ts); each call is posted to it in order, and the few calls that return data (read,
-// sum, sumSquares) block the main thread with Atomics.wait until the worker has the answer. That is the only
-// way to read a GPU buffer synchronously: WebGPU's mapAsync completes on the event loop of the thread that
-// owns the device, which here is not the one waiting. Everything else streams without waiting.
+// WebGPU behind the whole Backend interface, synchronous reads included, for Node: the device and the
+// WebGPUBackend live in a worker thread (worker.ts); each call is posted to it in order. readSync blocks the
+// main thread with Atomics.wait until the worker has the data. That is the only way to read a GPU buffer
+// synchronously: WebGPU's mapAsync completes on the event loop of the thread that owns the device, which here
+// is not the one waiting. read (a Promise) does not block: the worker posts the data back as a message.
+// Everything else streams without waiting.
 import { Worker } from "node:worker_threads";
 import { existsSync } from "node:fs";
 import type {
   AdamWParams,
+  AttentionGrads,
   AttentionParams,
   Backend,
+  ClipGradNormParams,
+  CopyRowsParams,
+  IndexedLinearGrads,
+  IndexedLinearParams,
   MatmulParams,
+  RmsnormGrads,
   RopeParams,
   Storage,
 } from "../../engine/backend.js";
 import type { WebGPUOptions } from "./backend.js";
-import type { Call } from "./worker.js";
+import { SOFTWARE_ICDS } from "./gpu.js";
+import type { Call, ReadAnswer } from "./worker.js";
 
 class WorkerStorage implements Storage {
   constructor(
@@ -25,12 +33,12 @@ class WorkerStorage implements Storage {
 
 /** Longest wait for the device to come up or for an answer (software adapters compile shaders slowly). */
 const TIMEOUT_MS = 10 * 60 * 1000;
-const SOFTWARE_ICD = "/usr/lib/chromium/vk_swiftshader_icd.json";
 
 function encodeArg(x: unknown): unknown {
   if (x instanceof WorkerStorage) return { $s: x.id };
   // A copy of just the viewed elements: posting a view would clone its whole underlying buffer.
   if (x instanceof Int32Array || x instanceof Float32Array) return x.slice();
+  if (Array.isArray(x)) return x.map(encodeArg);
   if (x && typeof x === "object") {
     const o: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(x)) o[k] = encodeArg(v);
@@ -47,16 +55,22 @@ export class WebGPUWorkerBackend implements Backend {
   private readonly control = new Int32Array(new SharedArrayBuffer(12));
   private readonly message = new Uint8Array(new SharedArrayBuffer(4096));
   private nextId = 1;
+  /** Asynchronous reads posted and not yet answered, by request id. */
+  private readonly reads = new Map<number, { resolve(d: Float32Array): void; reject(e: Error): void }>();
+  private nextRead = 1;
 
   constructor(opts: WebGPUOptions = {}) {
     let worker = this.start(opts);
-    if (worker.error && !process.env.VK_ICD_FILENAMES && existsSync(SOFTWARE_ICD)) {
-      // No hardware adapter: the worker inherits the environment, so point Vulkan at SwiftShader and retry.
-      process.env.VK_ICD_FILENAMES = SOFTWARE_ICD;
+    const icd = SOFTWARE_ICDS.find((p) => existsSync(p));
+    if (worker.error && !process.env.VK_ICD_FILENAMES && icd) {
+      // No hardware adapter. A worker's process.env is its own copy, so the worker cannot redirect the Vulkan
+      // loader itself; the main thread points it at a software driver and starts a new worker.
+      process.env.VK_ICD_FILENAMES = icd;
       worker = this.start(opts);
     }
     if (worker.error) throw new Error(`webgpu: ${worker.error}`);
     this.worker = worker.worker;
+    this.worker.on("message", (a: ReadAnswer) => this.answered(a));
     this.adapterName = this.text();
     this.software = this.control[2] === 1;
   }
@@ -99,6 +113,16 @@ export class WebGPUWorkerBackend implements Backend {
     return reply;
   }
 
+  private answered(a: ReadAnswer): void {
+    const r = this.reads.get(a.id)!;
+    this.reads.delete(a.id);
+    // An unanswered read keeps the process alive (the worker is unref'd otherwise), so awaiting it cannot
+    // end the program early.
+    if (this.reads.size === 0) this.worker.unref();
+    if (a.error !== undefined) r.reject(new Error(`webgpu: ${a.error}`));
+    else r.resolve(new Float32Array(a.data!));
+  }
+
   /** Finish the device's work and end the worker. */
   destroy(): void {
     Atomics.store(this.control, 0, 0);
@@ -117,8 +141,16 @@ export class WebGPUWorkerBackend implements Backend {
     this.post("fromFloat32", s.id, data);
     return s;
   }
-  read(s: Storage): Float32Array {
+  readSync(s: Storage): Float32Array {
     return new Float32Array(this.ask("read", s, s.size * 4)).slice(0, s.size);
+  }
+  read(s: Storage): Promise<Float32Array> {
+    const id = this.nextRead++;
+    if (this.reads.size === 0) this.worker.ref();
+    const answer = new Promise<Float32Array>((resolve, reject) => this.reads.set(id, { resolve, reject }));
+    const c: Call = { op: "read", args: [encodeArg(s)], readId: id };
+    this.worker.postMessage(c);
+    return answer;
   }
   write(s: Storage, data: Float32Array, offset: number): void {
     this.post("write", s, data, offset);
@@ -132,8 +164,8 @@ export class WebGPUWorkerBackend implements Backend {
   copy(out: Storage, a: Storage): void {
     this.post("copy", out, a);
   }
-  copyRows(dst: Storage, dstRow: number, src: Storage, srcRow: number, rows: number, dim: number): void {
-    this.post("copyRows", dst, dstRow, src, srcRow, rows, dim);
+  copyRows(dst: Storage, src: Storage, p: CopyRowsParams): void {
+    this.post("copyRows", dst, src, p);
   }
   add(out: Storage, a: Storage, b: Storage): void {
     this.post("add", out, a, b);
@@ -144,20 +176,11 @@ export class WebGPUWorkerBackend implements Backend {
   scale(out: Storage, a: Storage, alpha: number): void {
     this.post("scale", out, a, alpha);
   }
-  sum(a: Storage): number {
-    return new Float64Array(this.ask("sum", a, 8))[0];
-  }
   reduceSum(out: Storage, a: Storage, alpha: number): void {
     this.post("reduceSum", out, a, alpha);
   }
-  sumSquares(a: Storage): number {
-    return new Float64Array(this.ask("sumSquares", a, 8))[0];
-  }
-  sumSquaresInto(out: Storage, a: Storage, accumulate: boolean): void {
-    this.post("sumSquaresInto", out, a, accumulate);
-  }
-  clipScale(scale: Storage, norm: Storage, sumSq: Storage, maxNorm: number): void {
-    this.post("clipScale", scale, norm, sumSq, maxNorm);
+  broadcast(out: Storage, a: Storage, alpha: number): void {
+    this.post("broadcast", out, a, alpha);
   }
   matmul(out: Storage, a: Storage, b: Storage, p: MatmulParams): void {
     this.post("matmul", out, a, b, p);
@@ -177,16 +200,8 @@ export class WebGPUWorkerBackend implements Backend {
   rmsnorm(out: Storage, rstd: Storage, x: Storage, w: Storage, dim: number, eps: number): void {
     this.post("rmsnorm", out, rstd, x, w, dim, eps);
   }
-  rmsnormBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    rstd: Storage,
-    dim: number,
-  ): void {
-    this.post("rmsnormBackward", dx, dw, dout, x, w, rstd, dim);
+  rmsnormBackward(g: RmsnormGrads, dim: number): void {
+    this.post("rmsnormBackward", g, dim);
   }
   swiglu(out: Storage, a: Storage, b: Storage): void {
     this.post("swiglu", out, a, b);
@@ -203,34 +218,14 @@ export class WebGPUWorkerBackend implements Backend {
   attention(out: Storage, lse: Storage, q: Storage, k: Storage, v: Storage, p: AttentionParams): void {
     this.post("attention", out, lse, q, k, v, p);
   }
-  attentionBackward(
-    dq: Storage,
-    dk: Storage,
-    dv: Storage,
-    dout: Storage,
-    q: Storage,
-    k: Storage,
-    v: Storage,
-    out: Storage,
-    lse: Storage,
-    p: AttentionParams,
-  ): void {
-    this.post("attentionBackward", dq, dk, dv, dout, q, k, v, out, lse, p);
+  attentionBackward(g: AttentionGrads, p: AttentionParams): void {
+    this.post("attentionBackward", g, p);
   }
-  indexedLinear(out: Storage, x: Storage, w: Storage, pos: Int32Array, dIn: number, dOut: number): void {
-    this.post("indexedLinear", out, x, w, pos, dIn, dOut);
+  indexedLinear(out: Storage, x: Storage, w: Storage, p: IndexedLinearParams): void {
+    this.post("indexedLinear", out, x, w, p);
   }
-  indexedLinearBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    pos: Int32Array,
-    dIn: number,
-    dOut: number,
-  ): void {
-    this.post("indexedLinearBackward", dx, dw, dout, x, w, pos, dIn, dOut);
+  indexedLinearBackward(g: IndexedLinearGrads, p: IndexedLinearParams): void {
+    this.post("indexedLinearBackward", g, p);
   }
   crossEntropy(loss: Storage, lse: Storage, logits: Storage, targets: Int32Array, vocab: number): void {
     this.post("crossEntropy", loss, lse, logits, targets, vocab);
@@ -245,17 +240,10 @@ export class WebGPUWorkerBackend implements Backend {
   ): void {
     this.post("crossEntropyBackward", dlogits, dloss, logits, lse, targets, vocab);
   }
+  clipGradNorm(p: ClipGradNormParams): void {
+    this.post("clipGradNorm", p);
+  }
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     this.post("adamw", param, grad, m, v, p);
-  }
-  adamwDeviceScale(
-    param: Storage,
-    grad: Storage,
-    m: Storage,
-    v: Storage,
-    gradScale: Storage,
-    p: AdamWParams,
-  ) {
-    this.post("adamwDeviceScale", param, grad, m, v, gradScale, p);
   }
 }

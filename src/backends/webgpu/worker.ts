@@ -1,6 +1,6 @@
 // The worker half of WebGPUWorkerBackend (sync.ts): owns the device and a WebGPUBackend, runs the calls the
-// main thread posts in order, and answers the calls that return data by writing into shared memory and
-// waking the main thread, which waits on it with Atomics.wait.
+// main thread posts in order, and answers reads: a synchronous one by writing into shared memory and waking
+// the main thread, which waits on it with Atomics.wait; an asynchronous one by posting the data back.
 import { parentPort, workerData } from "node:worker_threads";
 import type { Storage } from "../../engine/backend.js";
 import { createWebGPUBackend, type WebGPUBackend } from "./backend.js";
@@ -8,8 +8,17 @@ import { createWebGPUBackend, type WebGPUBackend } from "./backend.js";
 export interface Call {
   op: string;
   args: unknown[];
-  /** For calls with an answer: where it goes (float32 data, or a float64 scalar). */
+  /** For a synchronous read: where the float32 data goes. */
   reply?: SharedArrayBuffer;
+  /** For an asynchronous read: its request id, echoed in the ReadAnswer message. */
+  readId?: number;
+}
+
+/** The answer to an asynchronous read, posted to the main thread: the data, or why there is none. */
+export interface ReadAnswer {
+  id: number;
+  data?: ArrayBuffer;
+  error?: string;
 }
 
 const control = new Int32Array(workerData.control as SharedArrayBuffer);
@@ -30,21 +39,23 @@ function signal(error: string | null): void {
   Atomics.notify(control, 0);
 }
 
+/** The worker's storages for the ids in an encoded argument (sync.ts encodeArg), inside objects and lists too. */
 function resolve(x: unknown): unknown {
-  if (x && typeof x === "object" && "$s" in x) {
+  if (x instanceof Int32Array || x instanceof Float32Array || x === null || typeof x !== "object") return x;
+  if (Array.isArray(x)) return x.map(resolve);
+  if ("$s" in x) {
     const s = storages.get((x as { $s: number }).$s);
     if (!s) throw new Error(`webgpu worker: unknown storage ${(x as { $s: number }).$s}`);
     return s;
   }
-  return x;
+  const o: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(x)) o[k] = resolve(v);
+  return o;
 }
 
-async function answer(c: Call): Promise<void> {
-  const s = resolve(c.args[0]) as Storage;
-  if (c.op === "read") new Float32Array(c.reply!).set(await be.readAsync(s));
-  else if (c.op === "sum") new Float64Array(c.reply!)[0] = await be.sumAsync(s);
-  else if (c.op === "sumSquares") new Float64Array(c.reply!)[0] = await be.sumSquaresAsync(s);
-  else throw new Error(`webgpu worker: no answer for ${c.op}`);
+async function read(c: Call): Promise<Float32Array> {
+  if (c.op !== "read") throw new Error(`webgpu worker: no answer for ${c.op}`);
+  return be.read(resolve(c.args[0]) as Storage);
 }
 
 function apply(c: Call): void {
@@ -68,6 +79,18 @@ async function handle(c: Call): Promise<void> {
     signal(null);
     return;
   }
+  if (c.readId !== undefined) {
+    const id = c.readId;
+    try {
+      if (pending) throw new Error(pending);
+      const data = (await read(c)).buffer as ArrayBuffer;
+      parentPort!.postMessage({ id, data } satisfies ReadAnswer, [data]);
+    } catch (e) {
+      pending = null;
+      parentPort!.postMessage({ id, error: (e as Error).message } satisfies ReadAnswer);
+    }
+    return;
+  }
   if (!c.reply) {
     try {
       apply(c);
@@ -78,7 +101,7 @@ async function handle(c: Call): Promise<void> {
   }
   try {
     if (pending) throw new Error(pending);
-    await answer(c);
+    new Float32Array(c.reply).set(await read(c));
     signal(null);
   } catch (e) {
     pending = null;
