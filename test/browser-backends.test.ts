@@ -1,5 +1,6 @@
-// The backends in a real browser: headless Chromium (the system's, driven by playwright-core) loads the compiled
-// modules from dist/ over http://127.0.0.1 and runs, on the wasm backend, (a) the official fixture's forward,
+// The backends in a real browser: headless Chromium (the system's, driven by playwright-core, launched with
+// --enable-unsafe-webgpu: without a GPU it offers its SwiftShader adapter) loads the compiled modules from dist/
+// over http://127.0.0.1 and runs, on the wasm and on the WebGPU backend, (a) the official fixture's forward,
 // whose logits must match the fixture's expected ones within the CPU tolerance, and (b) a few AdamW steps of a
 // small model, whose losses must follow the reference backend's in the same page. The page's code is
 // test/browser-page.ts. Skipped (with a note) only where no Chromium is installed; CI installs one (.ci/run).
@@ -58,7 +59,7 @@ function inPage<T>(fn: string, ...args: unknown[]): Promise<T> {
 /** The reference backend's losses in the page, computed once. */
 let refLosses: Promise<number[]> | null = null;
 
-for (const id of ["wasm"] as const) {
+for (const id of ["wasm", "webgpu"] as const) {
   test(
     `browser: the official fixture's forward on the ${id} backend matches the expected logits`,
     { skip },
