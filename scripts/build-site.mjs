@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The playground as a static site that runs the model in the page: node scripts/build-site.mjs OUT [MODEL_DIR]
-// copies the page, its style, the compiled modules it imports (nothing else) and a model directory's two files
-// into OUT (which must not exist, or be empty). Serve OUT with any static file server. Needs `npm run build`.
+// copies the page, its style, the compiled modules it imports (nothing else), the wasm kernels and a model
+// directory's two files into OUT (which must not exist, or be empty). Serve OUT with any static file server. Needs `npm run build`.
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,8 +17,11 @@ export function moduleGraph(entry) {
     if (seen.has(file)) continue;
     seen.add(file);
     const src = readFileSync(file, "utf8");
-    for (const m of src.matchAll(/(?:^|\n)\s*(?:import|export)\b[^;]*?from\s+"(\.[^"]+)"|(?:^|\n)\s*import\s+"(\.[^"]+)"/g))
-      stack.push(resolve(dirname(file), m[1] ?? m[2]));
+    // Static imports and re-exports, side-effect imports, and dynamic imports of a literal path.
+    for (const m of src.matchAll(
+      /(?:^|\n)\s*(?:import|export)\b[^;]*?from\s+"(\.[^"]+)"|(?:^|\n)\s*import\s+"(\.[^"]+)"|\bimport\(\s*"(\.[^"]+)"\s*\)/g,
+    ))
+      stack.push(resolve(dirname(file), m[1] ?? m[2] ?? m[3]));
   }
   return [...seen];
 }
@@ -34,6 +37,8 @@ export function buildSite(out, modelDir = join(ROOT, "models", "aunet-moby")) {
   };
   copy(join(ROOT, "web", "index.html"), join(out, "index.html"));
   copy(join(ROOT, "web", "style.css"), join(out, "static", "style.css"));
+  // The wasm backend's kernels, which the page fetches from wasm/aunet.wasm.
+  copy(join(ROOT, "wasm", "aunet.wasm"), join(out, "wasm", "aunet.wasm"));
   const modules = moduleGraph(entry);
   for (const f of modules) copy(f, join(out, "js", relative(js, f)));
   const config = ["params.json", "config.json"].find((n) => existsSync(join(modelDir, n)));

@@ -31,9 +31,10 @@ const ARGS = [
 
 /**
  * A browser context in a fresh profile directory; close() ends the browser and removes the profile.
- * Resolves to null when no Chromium or playwright-core is installed.
+ * Resolves to null when no Chromium or playwright-core is installed. With `webgpu`, pages get navigator.gpu:
+ * without a GPU, Chromium offers its SwiftShader adapter (a software fallback).
  */
-export async function launchChromium(viewport = { width: 1100, height: 800 }) {
+export async function launchChromium(viewport = { width: 1100, height: 800 }, { webgpu = false } = {}) {
   const executablePath = findChromium();
   if (!executablePath) return null;
   let chromium;
@@ -47,7 +48,7 @@ export async function launchChromium(viewport = { width: 1100, height: 800 }) {
     const context = await chromium.launchPersistentContext(profile, {
       executablePath,
       headless: true,
-      args: ARGS,
+      args: webgpu ? [...ARGS.filter((a) => a !== "--disable-gpu"), "--enable-unsafe-webgpu"] : ARGS,
       viewport,
       timeout: 60_000,
     });

@@ -7,34 +7,17 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import http from "node:http";
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { extname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { AunetServer } from "../src/serve/server.js";
+import { type Browser, type Page, serveFiles } from "./browser-helpers.js";
 import { loadServedModel } from "../src/serve/model.js";
 
 const CLI = resolve("dist/src/cli/main.js");
 const MODEL = resolve("models/aunet-moby");
 const TEXT = "Call me Ishmael. Some years ago, I went to sea.";
-
-interface Page {
-  goto(url: string): Promise<unknown>;
-  fill(sel: string, v: string): Promise<void>;
-  click(sel: string): Promise<void>;
-  hover(sel: string): Promise<void>;
-  waitForSelector(sel: string, o?: { timeout?: number; state?: string }): Promise<unknown>;
-  waitForFunction(fn: string, arg?: unknown, o?: { timeout?: number }): Promise<unknown>;
-  evaluate<T>(fn: string | ((arg: any) => T), arg?: unknown): Promise<T>;
-  textContent(sel: string): Promise<string | null>;
-  on(ev: string, fn: (x: any) => void): void;
-  close(): Promise<void>;
-}
-interface Browser {
-  context: { newPage(): Promise<Page> };
-  close(): Promise<void>;
-}
 
 const launcher = (await import(pathToFileURL(resolve("scripts/chromium.mjs")).href)) as {
   findChromium(): string | null;
@@ -208,37 +191,8 @@ test(
   },
 );
 
-/** A static file server for the built site (what any web host would do). */
-function serveDir(dir: string): Promise<{ url: string; close: () => Promise<void> }> {
-  const types: Record<string, string> = {
-    ".html": "text/html",
-    ".js": "text/javascript",
-    ".css": "text/css",
-    ".json": "application/json",
-  };
-  const s = http.createServer((req, res) => {
-    const p = new URL(req.url ?? "/", "http://x").pathname;
-    const file = join(dir, p === "/" ? "index.html" : p.replace(/\.\./g, ""));
-    try {
-      const data = readFileSync(file);
-      res.writeHead(200, { "Content-Type": types[extname(file)] ?? "application/octet-stream" });
-      res.end(data);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  return new Promise((r) =>
-    s.listen(0, "127.0.0.1", () =>
-      r({
-        url: `http://127.0.0.1:${(s.address() as { port: number }).port}`,
-        close: () => new Promise((c) => s.close(() => c())),
-      }),
-    ),
-  );
-}
-
 test(
-  "browser: the static site runs the model in the page (reference backend), from its URL or dropped files",
+  "browser: the static site runs the model in the page (wasm backend), from its URL or dropped files",
   { skip },
   async () => {
     const site = join(tmp, "site");
@@ -246,7 +200,7 @@ test(
       buildSite(out: string, model?: string): { modules: number };
     };
     buildSite(site, MODEL);
-    const host = await serveDir(site);
+    const host = await serveFiles(site);
     try {
       const page = await newPage();
       await page.goto(`${host.url}/`);
@@ -254,7 +208,8 @@ test(
       const label = (await page.evaluate(
         `document.querySelector("#engine").selectedOptions[0].textContent`,
       )) as string;
-      assert.match(label, /in the page \(reference/);
+      // The fastest backend headless Chromium runs without a GPU.
+      assert.match(label, /in the page \(WebAssembly SIMD\)/);
       const text = "Call me Ishmael.";
       await page.fill("#text", text);
       await page.waitForFunction(
@@ -267,8 +222,8 @@ test(
       for (const i of [0, 7, text.length - 1]) {
         const v = await hoverValues(page, i);
         assert.equal(v.level, score.per_byte[i].level);
-        // The page runs the reference backend, the CLI the native one (or the same): float32 sums in another
-        // order differ by ~1e-5 at most on this model; 1e-3 leaves room and still catches any real difference.
+        // The page runs the wasm backend, the CLI the native one (or another): float32 sums in another order
+        // differ by ~1e-5 at most on this model; 1e-3 leaves room and still catches any real difference.
         assert.ok(Math.abs(v.logprob - score.per_byte[i].logprob) < 1e-3, `byte ${i}`);
       }
 
@@ -294,7 +249,7 @@ test(
       const v = await hoverValues(page, 7);
       assert.ok(Math.abs(v.logprob - score.per_byte[7].logprob) < 1e-3);
 
-      // Generation in the page: the greedy bytes of the CLI on the same (reference) backend.
+      // Generation in the page: the greedy bytes of the CLI on the same (wasm) backend.
       await page.fill("#temperature", "0");
       await page.fill("#max-bytes", "20");
       await page.click("#generate");
@@ -317,7 +272,7 @@ test(
           "0",
           "--json",
         ],
-        { encoding: "utf8", env: { ...process.env, AUNET_BACKEND: "ref" } },
+        { encoding: "utf8", env: { ...process.env, AUNET_BACKEND: "wasm" } },
       );
       assert.equal(ref.status, 0, ref.stderr);
       assert.equal(shown.replace(/↵\n/g, "\n"), JSON.parse(ref.stdout).text);

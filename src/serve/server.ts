@@ -44,6 +44,8 @@ export interface ServeOptions {
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 export const WEB_DIR = path.join(ROOT, "web");
 export const JS_DIR = path.join(ROOT, "dist", "src");
+/** The wasm backend's kernels, for the playground's in-page models (built at install, shipped prebuilt). */
+export const WASM_FILE = path.join(ROOT, "wasm", "aunet.wasm");
 
 const MIME: Record<string, string> = {
   ".html": "text/html; charset=utf-8",
@@ -53,6 +55,8 @@ const MIME: Record<string, string> = {
   ".svg": "image/svg+xml",
   ".png": "image/png",
   ".safetensors": "application/octet-stream",
+  // compileStreaming needs this type.
+  ".wasm": "application/wasm",
 };
 
 const PAGES: Record<string, string> = { "/": "index.html", "/dashboard": "dashboard.html" };
@@ -149,6 +153,7 @@ export class AunetServer {
     if (PAGES[p]) return sendFile(res, path.join(WEB_DIR, PAGES[p]));
     if (p.startsWith("/static/")) return sendUnder(res, WEB_DIR, p.slice("/static/".length));
     if (p.startsWith("/js/") && p.endsWith(".js")) return sendUnder(res, JS_DIR, p.slice("/js/".length));
+    if (p === "/wasm/aunet.wasm") return sendFile(res, WASM_FILE);
     if (p === "/model/params.json" && this.options.model)
       return sendFile(res, this.options.model.configFile, "application/json");
     if (p === "/model/model.safetensors" && this.options.model)

@@ -1,9 +1,10 @@
 // Where the playground's numbers come from: the server's API, or a model running in the page on one of the
-// backends in BACKENDS (the reference backend always; faster ones can be added to the list). Both answer the
+// backends in BACKENDS (the fastest this browser runs: WebGPU, WebAssembly SIMD, or the reference backend). Both answer the
 // same three questions: the levels of a text, its per-byte scores, and a streamed continuation.
 
 import type { Backend } from "../../engine/backend.js";
 import { RefBackend } from "../../backends/ref.js";
+import { WasmBackend } from "../../backends/wasm.js";
 import { AUNet } from "../../model/aunet.js";
 import { parseConfig, paramSpecs, type AUNetConfig } from "../../model/config.js";
 import { parseStrategy, type SplitStrategy } from "../../data/splitter.js";
@@ -11,16 +12,49 @@ import { Generator } from "../../generate/generator.js";
 import { Batcher, type StreamToken } from "../batcher.js";
 import { scoreWithTop, splitLevels, type TextScore } from "../analysis.js";
 
-/** A backend the page can run the model on. Extend the list to offer more (wasm, WebGPU). */
+/** A backend the page can run the model on. */
 export interface BackendChoice {
   id: string;
   label: string;
-  /** Whether this browser can run it. */
+  /** Whether this browser can run it (a cheap check; create() may still fail, and then the next one is tried). */
   available(): boolean;
   create(): Promise<Backend>;
 }
 
+/** The WebGPU adapter navigator.gpu offers, if any (typed loosely: the page's WebGPU types are not loaded here). */
+interface NavigatorGpu {
+  gpu?: {
+    requestAdapter(
+      o?: object,
+    ): Promise<{ isFallbackAdapter?: boolean; info?: { isFallbackAdapter?: boolean } } | null>;
+  };
+}
+
+/** The backends, fastest first: a GPU, then the WebAssembly SIMD kernels, then plain TypeScript. */
 export const BACKENDS: BackendChoice[] = [
+  {
+    id: "webgpu",
+    label: "WebGPU",
+    available: () => !!(globalThis.navigator as NavigatorGpu | undefined)?.gpu,
+    create: async () => {
+      const gpu = (globalThis.navigator as NavigatorGpu).gpu!;
+      const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+      if (!adapter) throw new Error("navigator.gpu offers no adapter");
+      // A software adapter (SwiftShader, WARP) is slower than the wasm kernels on the same CPU.
+      if (adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter)
+        throw new Error("the only adapter is a software fallback");
+      // Loaded only when a GPU is there: the WebGPU kernels are the largest part of the page's code.
+      const { createWebGPUBackend } = await import("../../backends/webgpu/backend.js");
+      return createWebGPUBackend();
+    },
+  },
+  {
+    id: "wasm",
+    label: "WebAssembly SIMD",
+    available: () => typeof WebAssembly === "object",
+    // The kernel module lies beside the page (the server and the static site both serve it there).
+    create: async () => WasmBackend.create(fetch("wasm/aunet.wasm")),
+  },
   {
     id: "reference",
     label: "reference (TypeScript)",
@@ -28,6 +62,30 @@ export const BACKENDS: BackendChoice[] = [
     create: async () => new RefBackend(),
   },
 ];
+
+/**
+ * The first backend of BACKENDS that this browser runs (or the one named `prefer`, when it runs), with why
+ * faster ones were passed over.
+ */
+export async function pickBackend(
+  prefer?: string | null,
+): Promise<{ choice: BackendChoice; backend: Backend; skipped: string[] }> {
+  const skipped: string[] = [];
+  const order = prefer ? BACKENDS.filter((b) => b.id === prefer) : BACKENDS;
+  if (order.length === 0) throw new Error(`no backend "${prefer}" (${BACKENDS.map((b) => b.id).join(", ")})`);
+  for (const choice of order) {
+    if (!choice.available()) {
+      skipped.push(`${choice.label}: not in this browser`);
+      continue;
+    }
+    try {
+      return { choice, backend: await choice.create(), skipped };
+    } catch (e) {
+      skipped.push(`${choice.label}: ${(e as Error).message}`);
+    }
+  }
+  throw new Error(`no backend runs here (${skipped.join("; ")})`);
+}
 
 export interface GenerateRequest {
   prompt: string;
@@ -291,7 +349,11 @@ export class LocalEngine implements Engine {
 }
 
 /** Load a model directory's two files from a URL (ending in /) onto a backend. */
-export async function loadLocalEngine(url: string, choice: BackendChoice): Promise<LocalEngine> {
+export async function loadLocalEngine(
+  url: string,
+  choice: BackendChoice,
+  backend: Backend,
+): Promise<LocalEngine> {
   const base = url.endsWith("/") ? url : url + "/";
   const [cfg, st] = await Promise.all([
     fetch(base + "params.json").then((r) => {
@@ -304,5 +366,5 @@ export async function loadLocalEngine(url: string, choice: BackendChoice): Promi
     }),
   ]);
   const { config, weights } = modelFromFiles(cfg, st);
-  return new LocalEngine(`in the page (${choice.label}): ${base}`, config, weights, await choice.create());
+  return new LocalEngine(`in the page (${choice.label}): ${base}`, config, weights, backend);
 }

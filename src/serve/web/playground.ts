@@ -1,16 +1,18 @@
 // The playground page: type text, see the splitter's hierarchy over it and (with a model) each byte's surprisal;
 // hover a character for its level, log-probability and the model's top 5; generate, and see for every new byte
 // which stages ran. The model is the server's when there is one, else one loaded into the page (a URL or
-// dropped files) on a backend from BACKENDS.
+// dropped files) on the fastest backend of BACKENDS this browser runs.
 
 import {
-  BACKENDS,
   LocalEngine,
   ServerEngine,
   loadLocalEngine,
   modelFromFiles,
+  pickBackend,
+  type BackendChoice,
   type Engine,
 } from "./engines.js";
+import type { Backend } from "../../engine/backend.js";
 import { STAGE_COLORS, drawHierarchy, tooltip } from "./view.js";
 import { splitLevels, type TextScore } from "../analysis.js";
 import { parseStrategy } from "../../data/splitter.js";
@@ -241,14 +243,26 @@ async function generate(): Promise<void> {
   }
 }
 
+let picked: ReturnType<typeof pickBackend> | null = null;
+
+/**
+ * The backend in-page models run on, chosen once: the fastest this browser runs, or the one `?backend=` names
+ * (webgpu, wasm, reference). The status line says which runs and why faster ones were passed over.
+ */
+async function pageBackend(): Promise<{ choice: BackendChoice; backend: Backend }> {
+  picked ??= pickBackend(new URLSearchParams(location.search).get("backend"));
+  const p = await picked;
+  ui.status.title = p.skipped.length > 0 ? `passed over: ${p.skipped.join("; ")}` : "";
+  return p;
+}
+
 async function loadFromUrl(url: string): Promise<void> {
-  const choice = BACKENDS.find((b) => b.available());
-  if (!choice) return setStatus("no backend available in this browser", true);
   setStatus(`loading ${url} ...`);
   try {
-    const e = await loadLocalEngine(url, choice);
+    const { choice, backend } = await pageBackend();
+    const e = await loadLocalEngine(url, choice, backend);
     addEngine(`local:${url}`, e);
-    setStatus(`loaded ${url}`);
+    setStatus(`loaded ${url} (runs on ${choice.label})`);
   } catch (e) {
     setStatus(`cannot load ${url}: ${(e as Error).message}`, true);
   }
@@ -260,14 +274,14 @@ async function loadDropped(files: FileList): Promise<void> {
   const st = list.find((f) => f.name.endsWith(".safetensors"));
   if (!cfg || !st)
     return setStatus("drop a params.json (or config.json) and a model.safetensors together", true);
-  const choice = BACKENDS.find((b) => b.available())!;
   try {
+    const { choice, backend } = await pageBackend();
     const { config, weights } = modelFromFiles(await cfg.text(), await st.arrayBuffer());
     addEngine(
       `file:${st.name}`,
-      new LocalEngine(`in the page (${choice.label}): ${st.name}`, config, weights, await choice.create()),
+      new LocalEngine(`in the page (${choice.label}): ${st.name}`, config, weights, backend),
     );
-    setStatus(`loaded ${st.name}`);
+    setStatus(`loaded ${st.name} (runs on ${choice.label})`);
   } catch (e) {
     setStatus(`cannot load the dropped files: ${(e as Error).message}`, true);
   }
