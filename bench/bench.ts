@@ -254,7 +254,6 @@ async function benchTrainStep(nb: NativeBackend): Promise<TrainBench> {
     const stepOptions: StepOptions<null> = {
       model: { loss: () => model.loss(tokens, mask, targets, B, S).loss, zeroGrad: () => model.zeroGrad() },
       optimizer: optim,
-      clip: 1,
       gradAcc: 1,
       nextBatch: async () => null,
     };

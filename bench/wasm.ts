@@ -128,7 +128,7 @@ function attentionRates(be: Backend): Row[] {
     const [dq, dk, dv] = [0, 1, 2].map(() => be.alloc(nq));
     const pairs = visiblePairs(p);
     const tf = time(() => be.attention(out, lse, q, k, v, p));
-    const tb = time(() => be.attentionBackward(dq, dk, dv, g, q, k, v, out, lse, p));
+    const tb = time(() => be.attentionBackward({ dq, dk, dv, dout: g, q, k, v, out, lse }, p));
     // forward: QK^T and PV, 2 flops each per pair and head dim; backward: five such products
     const shape = `B${p.batch} S${p.sq} H${p.nHeads} hd${p.headDim} w${window || "none"}`;
     rows.push({
@@ -184,7 +184,7 @@ function trainRate(be: Backend): Row {
   const t = time(() =>
     scoped(() => {
       backward(model.loss(tokens, mask, targets, B, S).loss);
-      optim.update(1e-3, 1);
+      optim.update(1e-3);
       model.zeroGrad();
     }),
   );

@@ -606,9 +606,9 @@ Napi::Value K_clipGradNorm(const Napi::CallbackInfo& info) {
   }
   double total = std::sqrt(ss);
   norm->p[0] = (float)total;
-  // As torch: a non-finite norm gives a non-finite scale (the caller decides to stop), never a silent 1.
-  scale->p[0] = maxNorm > 0 ? (float)std::fmin(1.0, maxNorm / (total + 1e-6)) : 1.f;
-  if (maxNorm > 0 && std::isnan(total)) scale->p[0] = NAN;
+  // A non-finite norm gives a NaN scale, with or without clipping: AdamW then skips the update, and the
+  // caller, seeing the norm, decides to stop (the weights are never silently turned into NaN).
+  scale->p[0] = !std::isfinite(total) ? NAN : maxNorm > 0 ? (float)std::fmin(1.0, maxNorm / (total + 1e-6)) : 1.f;
   return info.Env().Undefined();
 }
 
@@ -622,6 +622,7 @@ Napi::Value K_adamw(const Napi::CallbackInfo& info) {
   double gs = gsb->p[0];
   size_t n = p->n;
   need(info, g->n >= n && m->n >= n && v->n >= n, "adamw: grad/m/v smaller than param");
+  if (!std::isfinite(gs)) return info.Env().Undefined();  // a non-finite gradient norm: the step is skipped
   AdamParams ap;
   ap.beta1 = (float)b1;
   ap.beta2 = (float)b2;

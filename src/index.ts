@@ -1,5 +1,13 @@
 // The aunet library API.
 export type { Backend, Storage } from "./engine/backend.js";
+export type {
+  AttentionGrads,
+  ClipGradNormParams,
+  CopyRowsParams,
+  IndexedLinearGrads,
+  IndexedLinearParams,
+  RmsnormGrads,
+} from "./engine/backend.js";
 export { Tensor, backward, noGrad } from "./engine/tensor.js";
 export * as ops from "./engine/ops.js";
 export { RefBackend } from "./backends/ref.js";

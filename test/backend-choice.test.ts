@@ -9,6 +9,7 @@ import { chooseBackend, selectBackend, type BackendLoad } from "../src/backends/
 import { RefBackend } from "../src/backends/ref.js";
 import { loadWasmBackend } from "../src/backends/wasm-node.js";
 import { UserError } from "../src/util/errors.js";
+import { takeBackendFlag } from "../src/cli/main.js";
 import { FIXTURES, hasFixtures } from "./helpers.js";
 
 const MAIN = resolve("dist/src/cli/main.js");
@@ -83,4 +84,32 @@ test("an unknown AUNET_BACKEND is one line and exit 1", () => {
   });
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^aunet: AUNET_BACKEND must be auto, cpu, webgpu, wasm or ref, got "tpu"\n$/);
+});
+
+test("--backend NAME: every command takes it, it wins over AUNET_BACKEND, a bad name is one line", () => {
+  assert.deepEqual(takeBackendFlag(["--ckpt", "m", "--backend", "wasm", "--json"]), {
+    backend: "wasm",
+    args: ["--ckpt", "m", "--json"],
+  });
+  assert.deepEqual(takeBackendFlag(["--backend=ref", "--", "--backend"]), {
+    backend: "ref",
+    args: ["--", "--backend"],
+  });
+  assert.throws(() => takeBackendFlag(["--backend"]), UserError);
+  const score = (backend: string) =>
+    spawnSync(
+      process.execPath,
+      [MAIN, "score", "--ckpt", "models/aunet-moby", "--text", " the whale", "--json", "--backend", backend],
+      { encoding: "utf8", env: { ...process.env, AUNET_BACKEND: "ref" }, timeout: 120_000 },
+    );
+  const onWasm = score("wasm");
+  assert.equal(onWasm.status, 0, onWasm.stderr);
+  assert.match(onWasm.stderr, /^aunet: backend wasm: .*\(asked for by name\)$/m);
+  const onRef = score("ref");
+  assert.equal(onRef.status, 0, onRef.stderr);
+  const nats = (r: { stdout: string }) => (JSON.parse(r.stdout) as { log_likelihood: number }).log_likelihood;
+  assert.ok(Math.abs(nats(onWasm) - nats(onRef)) <= 1e-4 * Math.abs(nats(onRef)));
+  const bad = score("tpu");
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /^aunet: backend must be one of auto, cpu, webgpu, wasm, ref; got "tpu"\n$/);
 });

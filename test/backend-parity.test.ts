@@ -339,6 +339,32 @@ for (const [sizes, maxNorm] of [
       be.clipGradNorm({ norm: s.norm, scale: s.scale, grads: sizes.map((_, i) => s[`g${i}`]), maxNorm }),
   });
 }
+for (const bad of [Infinity, NaN])
+  cases.push({
+    op: "clipGradNorm",
+    name: `clipGradNorm and adamw with a ${bad} gradient: the update is skipped`,
+    inputs: {
+      g: Float32Array.of(1, bad, 2),
+      p: data(3),
+      m: data(3),
+      v: data(3).map(Math.abs),
+      n: data(1),
+      s: data(1),
+    },
+    outputs: ["n", "s", "p", "m", "v"],
+    run(be, s) {
+      be.clipGradNorm({ norm: s.n, scale: s.s, grads: [s.g], maxNorm: 0 });
+      be.adamw(s.p, s.g, s.m, s.v, {
+        lr: 1e-2,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weightDecay: 0.1,
+        step: 1,
+        gradScale: s.s,
+      });
+    },
+  });
 for (const n of [1, 7, 17, 513, 40000]) {
   cases.push({
     op: "adamw",
@@ -373,7 +399,7 @@ function relErr(got: Float32Array, want: Float32Array, scale: number): number {
   let err = 0,
     mag = scale;
   for (let i = 0; i < want.length; i++) {
-    if (got[i] === want[i]) continue; // also equal infinities
+    if (got[i] === want[i] || (Number.isNaN(got[i]) && Number.isNaN(want[i]))) continue; // also infinities
     if (!Number.isFinite(got[i]) || !Number.isFinite(want[i])) return Infinity;
     err = Math.max(err, Math.abs(got[i] - want[i]));
   }

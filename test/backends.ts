@@ -4,6 +4,7 @@
 import type { Backend } from "../src/engine/backend.js";
 import { RefBackend } from "../src/backends/ref.js";
 import { loadNativeBackend } from "../src/backends/native.js";
+import { loadWasmBackend } from "../src/backends/wasm-node.js";
 import { WebGPUWorkerBackend } from "../src/backends/webgpu/sync.js";
 
 export interface RegisteredBackend {
@@ -40,6 +41,10 @@ export const BACKENDS: RegisteredBackend[] = [
         nb.setThreads(threads0);
       }
     },
+  },
+  {
+    name: "wasm",
+    load: () => loadWasmBackend().backend ?? `WebAssembly module unavailable: ${loadWasmBackend().error}`,
   },
   {
     // The worker form: the suites read synchronously between steps. One device per test process, made on first

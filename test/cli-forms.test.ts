@@ -146,3 +146,28 @@ test("what is not a model is refused in one line that says what was expected", (
   oneLineError(["eval", "--ckpt", cases[3][0], "--data", "corpus/moby-dick.val.txt"], cases[3][1]);
   oneLineError(["eval", "--task", "bpb", "--ckpt", join(bad, "empty"), "--data", "corpus"], /holds no model/);
 });
+
+test("train --init takes every form: the run starts from those weights", () => {
+  const data = join(forms.root, "init-data.txt");
+  writeFileSync(data, "words for a first step of training\n".repeat(40));
+  for (const form of FORMS) {
+    const out = join(forms.root, `init-${form}`);
+    const r = run([
+      "train",
+      "--config",
+      "tiny",
+      "--data",
+      data,
+      "--out",
+      out,
+      "--init",
+      forms.paths[form],
+      "--steps",
+      "1",
+      "--backend",
+      "ref",
+    ]);
+    assert.equal(r.code, 0, `${form}: ${r.stderr}`);
+    assert.match(r.stderr, /initialised from /, form);
+  }
+});

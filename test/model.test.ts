@@ -30,8 +30,8 @@ if (defaultBackend().name !== "ref") BACKENDS.push(defaultBackend());
 for (const name of MODEL_FIXTURES) {
   const skip = needFixtures(`${name}/expected.safetensors`, `${name}/model.safetensors`);
   for (const backend of BACKENDS)
-    test(`check-fixture ${name} (${backend.name})`, { skip }, () => {
-      const r = checkFixture(fixturePath(name)!, backend, { trajectory: false });
+    test(`check-fixture ${name} (${backend.name})`, { skip }, async () => {
+      const r = await checkFixture(fixturePath(name)!, backend, { trajectory: false });
       const T = TOLERANCE;
       assert.ok(r.logitsMaxAbsErr <= T.logitsAbs, `logits error ${r.logitsMaxAbsErr}`);
       assert.ok(r.lossRelErr <= T.lossRel, `loss error ${r.lossRelErr}`);
@@ -77,9 +77,9 @@ for (const name of MODEL_FIXTURES) {
   if (!dir && name !== "2stage_word_english") continue;
   const backends = name === "2stage_word_english" ? BACKENDS : BACKENDS.slice(-1);
   for (const backend of backends)
-    test(`trajectory ${name} (${backend.name})`, { skip: TRAJECTORY_SKIP }, () => {
+    test(`trajectory ${name} (${backend.name})`, { skip: TRAJECTORY_SKIP }, async () => {
       const { config, weights } = loadModelDir(fixturePath(name)!);
-      const r = checkTrajectory(new AUNet(config.model, backend, weights), backend, dir!);
+      const r = await checkTrajectory(new AUNet(config.model, backend, weights), backend, dir!);
       const T = TRAJECTORY_TOLERANCE;
       assert.ok(r.steps >= 6 && r.microBatches === r.steps * r.gradAccSteps);
       assert.ok(r.lossMaxRelErr <= T.lossRel, `loss error ${r.lossMaxRelErr}`);
@@ -91,7 +91,7 @@ for (const name of MODEL_FIXTURES) {
     });
 }
 
-test("a trajectory replayed with a wrong setting fails", { skip: TRAJECTORY_SKIP }, () => {
+test("a trajectory replayed with a wrong setting fails", { skip: TRAJECTORY_SKIP }, async () => {
   const fixture = fixturePath("2stage_word_english")!;
   const src = join(fixture, "trajectory");
   const meta = readJsonFile(join(src, "trajectory.json")) as { optim: Record<string, unknown> };
@@ -105,7 +105,7 @@ test("a trajectory replayed with a wrong setting fails", { skip: TRAJECTORY_SKIP
       JSON.stringify({ ...meta, optim: { ...meta.optim, ...change } }),
     );
     const { config, weights } = loadModelDir(fixture);
-    const r = checkTrajectory(new AUNet(config.model, backend, weights), backend, dir);
+    const r = await checkTrajectory(new AUNet(config.model, backend, weights), backend, dir);
     assert.equal(r.pass, false, JSON.stringify(change));
     // Measured: 5.3e-2, 1.4e-3 and 8.2e-3, where float32 noise stays below 1.1e-5.
     assert.ok(r.finalWeightsMaxRelErr > TRAJECTORY_TOLERANCE.finalWeightsRel, JSON.stringify(change));

@@ -11,6 +11,7 @@ import { AUNet } from "../src/model/aunet.js";
 import { parseConfig } from "../src/model/config.js";
 import { levelMask } from "../src/data/splitter.js";
 import { AdamW, OFFICIAL_ADAMW, clipScale } from "../src/train/optimizer.js";
+import { readStepValues, trainStep, type StepOptions } from "../src/train/step.js";
 import { BACKENDS } from "./backends.js";
 
 /** `inner` with its synchronous reads counted. */
@@ -63,21 +64,6 @@ function batch(B: number, S: number) {
   return { tokens, targets, mask };
 }
 
-/** The step under test: forward, backward, clipping and update (what the trainer's step does). */
-function trainStep(model: AUNet, opt: AdamW, lr: number, B: number, S: number) {
-  const { tokens, targets, mask } = batch(B, S);
-  return scoped(
-    () => {
-      const out = model.loss(tokens, mask, targets, B, S);
-      backward(out.loss);
-      const update = opt.update(lr);
-      model.zeroGrad();
-      return { loss: out.loss, rowLoss: out.rowLoss, ...update };
-    },
-    (r) => [r.loss, r.rowLoss],
-  );
-}
-
 for (const reg of BACKENDS)
   test(`a training step makes no synchronous host read (${reg.name})`, async (t) => {
     const inner = reg.load();
@@ -90,20 +76,48 @@ for (const reg of BACKENDS)
     const opt = new AdamW(model.params, backend, OFFICIAL_ADAMW);
     const B = 2,
       S = 32;
-    let r = trainStep(model, opt, 1e-3, B, S);
-    r = trainStep(model, opt, 1e-3, B, S);
+    // The project's one training step (src/train/step.ts), as the trainer runs it, with 2 micro-batches.
+    const options: StepOptions<ReturnType<typeof batch>> = {
+      model: {
+        loss: (b) => model.loss(b.tokens, b.mask, b.targets, B, S).loss,
+        zeroGrad: () => model.zeroGrad(),
+      },
+      optimizer: opt,
+      gradAcc: 2,
+      nextBatch: async () => batch(B, S),
+    };
+    const first = await trainStep(options, 1e-3);
+    const second = await trainStep(options, 1e-3);
     assert.equal(reads(), 0, "synchronous reads during two steps");
-    // Everything the step produced is readable afterwards, without blocking.
-    const [loss, rows, norm, scale] = await Promise.all([
-      r.loss.read(),
-      r.rowLoss.read(),
-      r.gradNorm.read(),
-      r.clipScale.read(),
-    ]);
+    // Everything the steps produced is readable afterwards, asynchronously (readStepValues uses read()).
+    for (const values of [first, second]) {
+      const v = await readStepValues(values);
+      assert.equal(v.microLosses.length, 2);
+      assert.ok(v.microLosses.every((x) => Number.isFinite(x) && x > 0));
+      assert.ok(v.gradNorm > 0 && Number.isFinite(v.gradNorm));
+      assert.ok(Math.abs(v.clipScale - clipScale(v.gradNorm, OFFICIAL_ADAMW.clip)) <= 1e-6 * v.clipScale);
+    }
+    assert.equal(reads(), 0, "readStepValues reads asynchronously");
+  });
+
+for (const reg of BACKENDS)
+  test(`the per-row losses stay on the device until read (${reg.name})`, async (t) => {
+    const inner = reg.load();
+    if (typeof inner === "string") {
+      t.skip(inner);
+      return;
+    }
+    const { backend, reads } = counting(inner);
+    const model = new AUNet(cfg.model, backend);
+    const B = 2,
+      S = 32;
+    const { tokens, targets, mask } = batch(B, S);
+    const out = model.loss(tokens, mask, targets, B, S);
+    backward(out.loss);
+    assert.equal(reads(), 0);
+    const [loss, rows] = await Promise.all([out.loss.read(), out.rowLoss.read()]);
     assert.equal(rows.length, B * S);
     assert.ok(Math.abs(loss[0] - rows.reduce((a, b) => a + b, 0) / (B * S)) < 1e-5 * loss[0]);
-    assert.ok(norm[0] > 0 && Number.isFinite(norm[0]));
-    assert.ok(Math.abs(scale[0] - clipScale(norm[0], OFFICIAL_ADAMW.clip)) <= 1e-6 * scale[0]);
   });
 
 for (const reg of BACKENDS)
@@ -125,4 +139,19 @@ for (const reg of BACKENDS)
       const want = 3 + 0.5 * (v * s + v * s * (1 + v * (1 - s)));
       assert.ok(Math.abs(g[i] - want) < 1e-5, `${g[i]} vs ${want}`);
     });
+  });
+
+for (const reg of BACKENDS)
+  test(`an update with a non-finite gradient norm leaves the weights as they were (${reg.name})`, (t) => {
+    const backend = reg.load();
+    if (typeof backend === "string") {
+      t.skip(backend);
+      return;
+    }
+    const w = Tensor.from(backend, [1, -2, 3], [3], true);
+    const opt = new AdamW(new Map([["w", w]]), backend, OFFICIAL_ADAMW);
+    backend.write(w.ensureGrad().storage, Float32Array.of(0.5, NaN, 1), 0);
+    const u = opt.update(1e-2);
+    assert.ok(Number.isNaN(u.gradNorm.item()) && Number.isNaN(u.clipScale.item()));
+    assert.deepEqual(Array.from(w.toFloat32()), [1, -2, 3]);
   });

@@ -12,7 +12,8 @@ import { fileURLToPath } from "node:url";
 import { RefBackend } from "../src/backends/ref.js";
 import { UserError } from "../src/util/errors.js";
 import { applyOverrides, loadRawConfig, parseRunConfig } from "../src/train/run-config.js";
-import { listCheckpoints, loadCheckpoint, loadResolved, stepDirName } from "../src/train/checkpoint.js";
+import { listCheckpoints, loadCheckpoint, stepDirName } from "../src/train/checkpoint.js";
+import { loadModel, readResolved } from "../src/io/checkpoint-resolver.js";
 import { train, type TrainOptions, type TrainSummary } from "../src/train/trainer.js";
 import { trainCommand } from "../src/cli/train.js";
 import { readSafetensors, writeSafetensors, type TensorData } from "../src/io/safetensors.js";
@@ -355,22 +356,22 @@ test("eval --ckpt RUN while the run prunes its latest (--keep 1): the next lates
   const six = path.join(out, "checkpoints", stepDirName(6));
   let calls = 0;
   // The run saves step 7 and prunes step 6 between resolving and reading it.
-  const c = loadResolved(out, (d) => {
+  const c = loadModel(out, (p, src) => {
     if (calls++ === 0) {
       fs.cpSync(six, path.join(out, "checkpoints", stepDirName(7)), { recursive: true });
       const s = state(path.join(out, "checkpoints", stepDirName(7)));
       setState(path.join(out, "checkpoints", stepDirName(7)), { ...s, step: 7 });
-      fs.rmSync(d, { recursive: true });
+      fs.rmSync(src.path, { recursive: true });
     }
-    return loadCheckpoint(d);
+    return readResolved(p, src);
   });
-  assert.equal(c.state?.step, 7);
+  assert.equal(c.step, 7);
   // A named checkpoint that vanished is reported as such.
   assert.throws(
     () =>
-      loadResolved(path.join(out, "checkpoints", stepDirName(3)), (d) => {
-        fs.rmSync(d, { recursive: true });
-        return loadCheckpoint(d);
+      loadModel(path.join(out, "checkpoints", stepDirName(3)), (p, src) => {
+        fs.rmSync(src.path, { recursive: true });
+        return readResolved(p, src);
       }),
     /was removed while it was being read/,
   );

@@ -12,7 +12,7 @@ test("train: a config larger than the machine's memory is refused at once", () =
   const dir = tempDir("aunet-mem-");
   const raw = loadRawConfig("tiny") as { model: Record<string, unknown> };
   // About 6e10 parameters: inside every shape limit, far beyond any memory this suite runs on.
-  raw.model = { ...raw.model, dimensions: [8192, 16384], layers: [16, 16], head_dims: [128, 128] };
+  raw.model = { ...raw.model, dimensions: [4096, 8192], layers: [64, 64], head_dims: [128, 128] };
   const cfg = join(dir, "huge.json");
   writeFileSync(cfg, JSON.stringify(raw));
   const data = join(dir, "text.txt");

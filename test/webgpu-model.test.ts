@@ -161,7 +161,7 @@ test("webgpu (worker, synchronous interface): check-fixture on an official fixtu
   if (!existsSync(join(FIXTURE, "expected.safetensors"))) return t.skip(`no fixture at ${FIXTURE}`);
   const be = new WebGPUWorkerBackend();
   try {
-    const r = checkFixture(FIXTURE, be);
+    const r = await checkFixture(FIXTURE, be);
     // The CPU backends' tolerances (test/model.test.ts).
     assert.ok(r.logitsMaxAbsErr <= 1e-4, `logits error ${r.logitsMaxAbsErr}`);
     assert.ok(r.lossRelErr <= 1e-5, `loss error ${r.lossRelErr}`);

@@ -423,11 +423,12 @@ export class RefBackend implements Backend {
     }
     const norm = Math.sqrt(ss);
     d(p.norm)[0] = norm;
-    d(p.scale)[0] = p.maxNorm > 0 ? Math.min(1, p.maxNorm / (norm + 1e-6)) : 1;
+    d(p.scale)[0] = !Number.isFinite(norm) ? NaN : p.maxNorm > 0 ? Math.min(1, p.maxNorm / (norm + 1e-6)) : 1;
   }
 
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     const gradScale = d(p.gradScale)[0];
+    if (!Number.isFinite(gradScale)) return; // a non-finite gradient norm: the step is skipped
     const P = d(param),
       G = d(grad),
       M = d(m),

@@ -9,9 +9,15 @@
 // a kernel runs, so kernels never read or write outside their storages.
 import type {
   AdamWParams,
+  AttentionGrads,
   AttentionParams,
   Backend,
+  ClipGradNormParams,
+  CopyRowsParams,
+  IndexedLinearGrads,
+  IndexedLinearParams,
   MatmulParams,
+  RmsnormGrads,
   RopeParams,
   Storage,
 } from "../engine/backend.js";
@@ -146,13 +152,13 @@ function attnArgs(p: AttentionParams): AttnArgs {
 }
 
 // The AdamW constants, derived in double as the native backend does, then used in float by the kernel.
-function adamArgs(p: AdamWParams): AdamArgs {
+function adamArgs(p: AdamWParams, gradScale: number): AdamArgs {
   return [
     p.beta1,
     p.beta2,
     1 - p.beta1,
     1 - p.beta2,
-    p.gradScale,
+    gradScale,
     1 - p.lr * p.weightDecay,
     p.lr / (1 - Math.pow(p.beta1, p.step)),
     1 / Math.sqrt(1 - Math.pow(p.beta2, p.step)),
@@ -261,9 +267,13 @@ export class WasmBackend implements Backend {
     this.heapF32().set(data, (s as WasmStorage).ptr >> 2);
     return s;
   }
-  read(s: Storage): Float32Array {
+  // The module's memory is host memory: a read never waits, so the asynchronous form simply resolves.
+  readSync(s: Storage): Float32Array {
     const p = this.p(s) >> 2;
     return this.heapF32().slice(p, p + s.size);
+  }
+  async read(s: Storage): Promise<Float32Array> {
+    return this.readSync(s);
   }
   write(s: Storage, data: Float32Array, offset: number): void {
     need(offset >= 0 && offset + data.length <= s.size, "write past the end of the storage");
@@ -299,15 +309,23 @@ export class WasmBackend implements Backend {
     need(a.size >= out.size, "scale: input smaller than output");
     this.k.scale(this.p(out), this.p(a), alpha, out.size);
   }
-  sum(a: Storage): number {
-    return this.k.sum(this.p(a), a.size);
-  }
   reduceSum(out: Storage, a: Storage, alpha: number): void {
     need(out.size >= 1, "reduceSum: out is empty");
     this.k.reduceSum(this.p(out), this.p(a), a.size, alpha);
   }
-  sumSquares(a: Storage): number {
-    return this.k.sumSquares(this.p(a), a.size);
+  broadcast(out: Storage, a: Storage, alpha: number): void {
+    need(a.size >= 1, "broadcast: the scalar is empty");
+    this.k.fill(this.p(out), out.size, alpha * this.heapF32()[this.p(a) >> 2]);
+  }
+  copyRows(dst: Storage, src: Storage, p: CopyRowsParams): void {
+    const { dim, rows, srcRow, dstRow } = p;
+    need(dim >= 0 && rows >= 0 && srcRow >= 0 && dstRow >= 0, "copyRows: negative size or row");
+    need(
+      (srcRow + rows) * dim <= src.size && (dstRow + rows) * dim <= dst.size,
+      "copyRows: rows past the end",
+    );
+    need(dst !== src, "copyRows: dst may not alias src");
+    this.k.copy(this.p(dst) + dstRow * dim * 4, this.p(src) + srcRow * dim * 4, rows * dim);
   }
 
   // ---- dense linear algebra ----
@@ -350,15 +368,8 @@ export class WasmBackend implements Backend {
     need(out.size >= x.size && rstd.size >= rows && w.size >= dim, "rmsnorm: output or weight too small");
     this.k.rmsnorm(this.p(out), this.p(rstd), this.p(x), this.p(w), rows, dim, eps);
   }
-  rmsnormBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    rstd: Storage,
-    dim: number,
-  ): void {
+  rmsnormBackward(g: RmsnormGrads, dim: number): void {
+    const { dx, dw, dout, x, w, rstd } = g;
     need(dim > 0 && x.size % dim === 0, "rmsnormBackward: x.size must be a multiple of dim");
     const rows = x.size / dim;
     need(
@@ -441,18 +452,8 @@ export class WasmBackend implements Backend {
     const ptrs = [out, lse, q, k, v].map((s) => this.p(s)) as [Ptr, Ptr, Ptr, Ptr, Ptr];
     this.k.attention(...ptrs, ...attnArgs(p));
   }
-  attentionBackward(
-    dq: Storage,
-    dk: Storage,
-    dv: Storage,
-    dout: Storage,
-    q: Storage,
-    k: Storage,
-    v: Storage,
-    out: Storage,
-    lse: Storage,
-    p: AttentionParams,
-  ): void {
+  attentionBackward(g: AttentionGrads, p: AttentionParams): void {
+    const { dq, dk, dv, dout, q, k, v, out, lse } = g;
     this.checkAttention(q, k, v, out, lse, p);
     this.checkAttention(dq, dk, dv, dout, lse, p);
     const ptrs = [dq, dk, dv, dout, q, k, v, out, lse].map((s) => this.p(s));
@@ -475,21 +476,15 @@ export class WasmBackend implements Backend {
     checkIndices(pos, nPos, "indexedLinear position");
     return nPos;
   }
-  indexedLinear(out: Storage, x: Storage, w: Storage, pos: Int32Array, dIn: number, dOut: number): void {
+  indexedLinear(out: Storage, x: Storage, w: Storage, p: IndexedLinearParams): void {
+    const { pos, dIn, dOut } = p;
     const nPos = this.checkIndexed(x, out, w, pos, dIn, dOut);
     const ptrs = [out, x, w].map((s) => this.p(s)) as [Ptr, Ptr, Ptr];
     this.k.indexedLinear(...ptrs, this.indices(pos), pos.length, dIn, dOut, nPos);
   }
-  indexedLinearBackward(
-    dx: Storage,
-    dw: Storage,
-    dout: Storage,
-    x: Storage,
-    w: Storage,
-    pos: Int32Array,
-    dIn: number,
-    dOut: number,
-  ): void {
+  indexedLinearBackward(g: IndexedLinearGrads, p: IndexedLinearParams): void {
+    const { dx, dw, dout, x, w } = g;
+    const { pos, dIn, dOut } = p;
     const nPos = this.checkIndexed(x, dout, w, pos, dIn, dOut);
     need(pos.length * dIn <= dx.size && dw.size >= w.size, "indexedLinearBackward: dx or dw too small");
     const ptrs = [dx, dw, dout, x, w].map((s) => this.p(s)) as [Ptr, Ptr, Ptr, Ptr, Ptr];
@@ -530,9 +525,25 @@ export class WasmBackend implements Backend {
 
   // ---- optimiser ----
 
+  clipGradNorm(p: ClipGradNormParams): void {
+    // Sum of squares accumulated in double by the kernel, per gradient, then across them as the reference does.
+    let ss = 0;
+    for (const g of p.grads) ss += this.k.sumSquares(this.p(g), g.size);
+    const norm = Math.sqrt(ss);
+    const heap = this.heapF32();
+    heap[this.p(p.norm) >> 2] = norm;
+    // A non-finite norm gives a NaN scale, and AdamW then skips the update (the interface's rule).
+    heap[this.p(p.scale) >> 2] = !Number.isFinite(norm)
+      ? NaN
+      : p.maxNorm > 0
+        ? Math.min(1, p.maxNorm / (norm + 1e-6))
+        : 1;
+  }
   adamw(param: Storage, grad: Storage, m: Storage, v: Storage, p: AdamWParams): void {
     const n = param.size;
     need(grad.size >= n && m.size >= n && v.size >= n, "adamw: grad/m/v smaller than param");
-    this.k.adamw(this.p(param), this.p(grad), this.p(m), this.p(v), n, ...adamArgs(p));
+    const gradScale = this.heapF32()[this.p(p.gradScale) >> 2];
+    if (!Number.isFinite(gradScale)) return; // a non-finite gradient norm: the step is skipped
+    this.k.adamw(this.p(param), this.p(grad), this.p(m), this.p(v), n, ...adamArgs(p, gradScale));
   }
 }

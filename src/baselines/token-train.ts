@@ -148,7 +148,6 @@ export async function trainTokenModel(o: TokenTrainOptions): Promise<TokenTrainR
     // running out of memory.
     model: { loss: (b) => model.loss(b.tokens, b.targets, B, S).loss, zeroGrad: () => model.net.zeroGrad() },
     optimizer: opt,
-    clip: o.clip,
     gradAcc: 1,
     nextBatch: () => rows.batch(B),
   };

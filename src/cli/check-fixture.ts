@@ -30,7 +30,7 @@ export async function checkFixtureCommand(
     throw new UserError(
       `check-fixture needs exactly one fixture directory, got ${f.positionals.length} (see 'aunet check-fixture --help')`,
     );
-  const report = checkFixture(f.positionals[0]);
+  const report = await checkFixture(f.positionals[0]);
   if (f.has("json")) out.write(JSON.stringify(report, null, 2) + "\n");
   else {
     const f = (x: number) => x.toExponential(2);

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { UserError } from "../util/errors.js";
 import { readBackendEnv } from "../backends/env.js";
+import { setDefaultBackend } from "../backends/index.js";
 
 type Command = (argv: string[]) => Promise<number>;
 
@@ -59,7 +60,9 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }
 
 function usage(): string {
   const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(15)} ${c.summary}`);
-  return `usage: aunet <command> [options]\n\ncommands:\n${rows.join("\n")}\n\nRun 'aunet help <command>' or 'aunet <command> --help' for a command's options; 'aunet --version' for the version.`;
+  return `usage: aunet <command> [options]\n\ncommands:\n${rows.join("\n")}\n\nEvery command takes --backend auto|cpu|webgpu|wasm|ref (as AUNET_BACKEND; auto: native, then WebGPU on a
+hardware adapter, then wasm, then the reference backend). Run 'aunet help <command>' or 'aunet <command> --help'
+for a command's options; 'aunet --version' for the version.`;
 }
 
 /** The package's version, from its package.json (this file is dist/src/cli/main.js). */
@@ -94,7 +97,32 @@ export async function main(argv: string[]): Promise<number> {
   if (name === "help") return (await command(rest[0]))(["--help"]);
   const run = await command(name);
   readBackendEnv(); // a bad AUNET_* variable fails before any work, whatever the command
-  return run(rest);
+  const { backend, args } = takeBackendFlag(rest);
+  if (backend !== undefined) setDefaultBackend(backend); // a name that is unknown or unavailable: one line
+  return run(args);
+}
+
+/**
+ * `--backend NAME` (or `--backend=NAME`) is understood by every command: it picks the backend as AUNET_BACKEND
+ * does (auto, cpu, webgpu, wasm, ref) and wins over it. Taken out here so that no command declares it.
+ */
+export function takeBackendFlag(argv: readonly string[]): { backend?: string; args: string[] } {
+  const args: string[] = [];
+  let backend: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--") {
+      args.push(...argv.slice(i));
+      break;
+    }
+    if (a === "--backend" || a.startsWith("--backend=")) {
+      const v = a === "--backend" ? argv[++i] : a.slice("--backend=".length);
+      if (v === undefined || v === "" || v.startsWith("--"))
+        throw new UserError("--backend needs a name: auto, cpu, webgpu, wasm or ref");
+      backend = v;
+    } else args.push(a);
+  }
+  return { backend, args };
 }
 
 /**

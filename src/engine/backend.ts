@@ -69,14 +69,20 @@ export interface AdamWParams {
   weightDecay: number;
   /** 1-based step count, for bias correction. */
   step: number;
-  /** A [1] storage: gradients are multiplied by its value first (global-norm clipping, see clipGradNorm). */
+  /**
+   * A [1] storage: gradients are multiplied by its value first (global-norm clipping, see clipGradNorm). When
+   * it is not finite (clipGradNorm saw a non-finite norm) the update is skipped: parameters and moments stay.
+   */
   gradScale: Storage;
 }
 
 export interface ClipGradNormParams {
   /** [1] out: sqrt of the sum of squares of every element of every gradient (accumulated in double). */
   norm: Storage;
-  /** [1] out: torch's clip_grad_norm_ coefficient, min(1, maxNorm / (norm + 1e-6)); 1 when maxNorm <= 0. */
+  /**
+   * [1] out: torch's clip_grad_norm_ coefficient, min(1, maxNorm / (norm + 1e-6)); 1 when maxNorm <= 0; NaN
+   * when the norm is not finite (AdamW then skips the update).
+   */
   scale: Storage;
   grads: readonly Storage[];
   maxNorm: number;

@@ -138,11 +138,11 @@ export interface CheckOptions {
   trajectory?: boolean;
 }
 
-export function checkFixture(
+export async function checkFixture(
   dir: string,
   backend: Backend = defaultBackend(),
   opts: CheckOptions = {},
-): FixtureReport {
+): Promise<FixtureReport> {
   if (!existsSync(dir)) throw new UserError(`no such fixture directory: ${dir}`);
   for (const f of ["inputs.json", "expected.safetensors", "model.safetensors"])
     if (!existsSync(join(dir, f))) throw new UserError(`${dir} is not a fixture directory: ${f} is missing`);
@@ -212,7 +212,7 @@ export function checkFixture(
   const tdir = join(dir, "trajectory");
   const trajectory =
     opts.trajectory !== false && existsSync(join(tdir, "trajectory.json"))
-      ? checkTrajectory(new AUNet(config.model, backend, weights), backend, tdir)
+      ? await checkTrajectory(new AUNet(config.model, backend, weights), backend, tdir)
       : null;
 
   const pass =

@@ -12,10 +12,10 @@ import { readSafetensors, type SafetensorsFile } from "../io/safetensors.js";
 import { SCHEDULERS, type SchedulerName } from "../io/lingua-args.js";
 import type { AUNet } from "../model/aunet.js";
 import type { Backend } from "../engine/backend.js";
-import { backward, clearTape, scoped } from "../engine/tensor.js";
-import * as op from "../engine/ops.js";
-import { AdamW, clipScale, type AdamWConfig } from "../train/optimizer.js";
+import { AdamW, type AdamWConfig } from "../train/optimizer.js";
+import { relErr } from "../util/compare.js";
 import { lrAt, type ScheduleConfig } from "../train/schedule.js";
+import { readStepValues, trainStep } from "../train/step.js";
 
 /**
  * Pass thresholds of a replay: about 10 times the worst error measured on the three official trajectories
@@ -81,50 +81,33 @@ export interface MicroBatch {
 }
 
 /**
- * One optimizer step as the official loop takes it: backward of loss / acc for every micro-batch (so the
- * accumulated gradient is the mean), the global norm, clipping, one AdamW update at `lr`, gradients zeroed.
+ * One optimizer step as the official loop takes it, through the project's one training step (trainStep):
+ * backward of loss / acc for every micro-batch (so the accumulated gradient is the mean), the global norm,
+ * clipping, one AdamW update at `lr`, gradients zeroed; then its values read back for comparison.
  */
-export function replayStep(
+export async function replayStep(
   model: AUNet,
   opt: AdamW,
   batches: readonly MicroBatch[],
   B: number,
   S: number,
   lr: number,
-): { losses: number[]; gradNorm: number } {
-  const losses = batches.map((mb) =>
-    scoped(() => {
-      try {
-        const { loss } = model.loss(mb.tokens, mb.levelMask, mb.targets, B, S);
-        backward(batches.length > 1 ? op.scale(loss, 1 / batches.length) : loss);
-        return loss.item();
-      } catch (e) {
-        clearTape();
-        throw e;
-      }
-    }),
+): Promise<{ losses: number[]; gradNorm: number }> {
+  let next = 0;
+  const values = await trainStep<MicroBatch>(
+    {
+      model: {
+        loss: (mb) => model.loss(mb.tokens, mb.levelMask, mb.targets, B, S).loss,
+        zeroGrad: () => model.zeroGrad(),
+      },
+      optimizer: opt,
+      gradAcc: batches.length,
+      nextBatch: async () => batches[next++],
+    },
+    lr,
   );
-  const gradNorm = opt.gradNorm();
-  opt.update(lr, clipScale(gradNorm, opt.config.clip));
-  model.zeroGrad();
-  return { losses, gradNorm };
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  if (a.length !== b.length) return Infinity;
-  let m = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
-  }
-  return m;
-}
-
-/** Error relative to the expected tensor's largest magnitude. */
-function tensorRelErr(got: Float32Array, want: Float32Array): number {
-  let w = 0;
-  for (let i = 0; i < want.length; i++) w = Math.max(w, Math.abs(want[i]));
-  return maxAbsDiff(got, want) / Math.max(w, 1e-12);
+  const r = await readStepValues(values);
+  return { losses: r.microLosses, gradNorm: r.gradNorm };
 }
 
 function rowsOf(st: SafetensorsFile, name: string, from: number, to: number, S: number): Int32Array {
@@ -149,7 +132,11 @@ function readMeta(dir: string): TrajectoryMeta {
 }
 
 /** Replays `dir` (a fixture's trajectory/ folder) on `model`, whose weights must be the fixture's. */
-export function checkTrajectory(model: AUNet, backend: Backend, dir: string): TrajectoryReport {
+export async function checkTrajectory(
+  model: AUNet,
+  backend: Backend,
+  dir: string,
+): Promise<TrajectoryReport> {
   if (!existsSync(join(dir, "trajectory.safetensors")))
     throw new UserError(`${dir}: trajectory.safetensors is missing`);
   const meta = readMeta(dir);
@@ -180,7 +167,7 @@ export function checkTrajectory(model: AUNet, backend: Backend, dir: string): Tr
     gradNormMaxRelErr = 0,
     lrMaxAbsErr = 0;
   const worse = (m: number, e: number) => (e <= m ? m : Number.isNaN(e) ? Infinity : e);
-  meta.optimizer_steps.forEach((want, s) => {
+  for (const [s, want] of meta.optimizer_steps.entries()) {
     const micro = meta.micro_batches.slice(s * acc, (s + 1) * acc);
     const batches = micro.map(({ rows: [from, to] }) => {
       if (to - from !== B) throw new UserError(`${dir}/trajectory.json: a micro-batch of ${to - from} rows`);
@@ -192,19 +179,19 @@ export function checkTrajectory(model: AUNet, backend: Backend, dir: string): Tr
     });
     const lr = lrAt(s + 1, o.lr, schedule);
     lrMaxAbsErr = worse(lrMaxAbsErr, Math.abs(lr - want.lr));
-    const r = replayStep(model, opt, batches, B, S, lr);
+    const r = await replayStep(model, opt, batches, B, S, lr);
     r.losses.forEach((l, i) => {
       lossMaxRelErr = worse(lossMaxRelErr, Math.abs(l - micro[i].loss) / Math.abs(micro[i].loss));
     });
     const gn = want.grad_norm_before_clip;
     gradNormMaxRelErr = worse(gradNormMaxRelErr, Math.abs(r.gradNorm - gn) / gn);
-  });
+  }
 
   let finalWeightsMaxRelErr = 0,
     worstWeight = "";
   for (const [name, p] of model.params) {
     if (!st.has(`final.${name}`)) throw new UserError(`${dir}/trajectory.safetensors has no final.${name}`);
-    const e = tensorRelErr(p.toFloat32(), st.getFloat32(`final.${name}`));
+    const e = relErr(p.toFloat32(), st.getFloat32(`final.${name}`));
     if (!(e <= finalWeightsMaxRelErr)) {
       finalWeightsMaxRelErr = Number.isNaN(e) ? Infinity : e;
       worstWeight = name;
@@ -218,7 +205,7 @@ export function checkTrajectory(model: AUNet, backend: Backend, dir: string): Tr
   ] as const)
     for (const [name, got] of moments) {
       if (!st.has(`${prefix}.${name}`)) continue;
-      momentsMaxRelErr = worse(momentsMaxRelErr ?? 0, tensorRelErr(got, st.getFloat32(`${prefix}.${name}`)));
+      momentsMaxRelErr = worse(momentsMaxRelErr ?? 0, relErr(got, st.getFloat32(`${prefix}.${name}`)));
     }
 
   const T = TRAJECTORY_TOLERANCE;

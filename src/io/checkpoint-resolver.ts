@@ -127,24 +127,28 @@ export interface LoadedModel {
 }
 
 /** Config and weights (checked against the config's parameter list) of any checkpoint form. */
-export function loadModel(p: string): LoadedModel {
+export function loadModel(
+  p: string,
+  read: (p: string, source: ResolvedCheckpoint) => LoadedModel = readResolved,
+): LoadedModel {
   // A run still training may prune the checkpoint chosen here while it is read (a small --keep): take the
   // run's next latest then.
   for (let attempt = 1; ; attempt++) {
     const source = resolveCheckpoint(p);
     try {
-      return loadSource(p, source);
+      return read(p, source);
     } catch (e) {
-      if (source.form !== "run" || fs.existsSync(source.path)) throw e;
-      if (attempt >= 5)
-        throw new UserError(
-          `${source.path} was removed while it was being read (is a run still training there with a small --keep?); try again`,
-        );
+      if (fs.existsSync(source.path)) throw e;
+      if (source.form === "run" && attempt < 5) continue;
+      throw new UserError(
+        `${source.path} was removed while it was being read (is a run still training there with a small --keep?); try again`,
+      );
     }
   }
 }
 
-function loadSource(p: string, source: ResolvedCheckpoint): LoadedModel {
+/** Reads what resolveCheckpoint found (`p` is the path as given, for messages). */
+export function readResolved(p: string, source: ResolvedCheckpoint): LoadedModel {
   let m: ReturnType<typeof readModel>;
   try {
     m = readModel(source.path, { from: source.format });

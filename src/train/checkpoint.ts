@@ -277,29 +277,6 @@ export function loadLatest(runDir: string, note: (msg: string) => void): LoadedC
   return null;
 }
 
-/**
- * Resolve and load a checkpoint. A run that is still training may prune the checkpoint that was its latest a
- * moment ago (--keep 1) between the two: then the run's new latest is taken; a named checkpoint that vanished
- * is reported as such rather than as a missing file.
- */
-export function loadResolved(
-  p: string,
-  load: (dir: string) => LoadedCheckpoint = loadCheckpoint,
-): LoadedCheckpoint {
-  for (let attempt = 1; ; attempt++) {
-    const dir = resolveCheckpointDir(p);
-    try {
-      return load(dir);
-    } catch (e) {
-      if (fs.existsSync(dir)) throw e;
-      if (dir !== p && attempt < 5) continue;
-      throw new UserError(
-        `${dir} was removed while it was being read (is a run still training there with a small --keep?); try again`,
-      );
-    }
-  }
-}
-
 function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
   if (typeof v === "object" && v !== null)

@@ -69,8 +69,9 @@ export class AdamW {
 
   /**
    * One update with learning rate `lr`: the global gradient norm (a parameter without a gradient counts as
-   * zero) and clip scale are computed on the device, then AdamW runs with the clipped gradients. The returned
-   * tensors hold this update's values until the next update.
+   * zero) and clip scale are computed on the device, then AdamW runs with the clipped gradients. A non-finite
+   * norm leaves the weights and moments as they were (the caller sees it and stops). The returned tensors hold
+   * this update's values until the next update.
    */
   update(lr: number): UpdateResult {
     const c = this.config;

@@ -11,6 +11,7 @@
 
 import os from "node:os";
 import { checkMemory } from "../model/config.js";
+import { loadModel } from "../io/checkpoint-resolver.js";
 import path from "node:path";
 import { UserError } from "../util/errors.js";
 import type { Backend } from "../engine/backend.js";
@@ -23,13 +24,7 @@ import { collectDocs, type TrainLoader } from "../data/loader.js";
 import type { PackedDoc } from "../data/packing.js";
 import { AdamW } from "./optimizer.js";
 import { lrAt } from "./schedule.js";
-import {
-  configMismatch,
-  listCheckpoints,
-  loadResolved,
-  saveCheckpoint,
-  type TrainState,
-} from "./checkpoint.js";
+import { configMismatch, listCheckpoints, saveCheckpoint, type TrainState } from "./checkpoint.js";
 import { toParamsJson, type RunConfig } from "./run-config.js";
 import { EvalInterrupted, evaluateList, type EvalResult } from "./evaluate.js";
 import { flopsPerByte, mfu } from "./flops.js";
@@ -167,13 +162,15 @@ async function startRun(opts: TrainOptions, data: TrainData, say: (s: string) =>
   let weights = resumed?.checkpoint.weights;
   let startedFrom = resumed ? resumed.checkpoint.dir : "initialisation";
   if (opts.init) {
-    const src = loadResolved(opts.init);
+    // Any checkpoint form (src/io/checkpoint-resolver.ts): only the weights and their config are taken.
+    const src = loadModel(opts.init);
+    const from = src.source.path;
     const diff = configMismatch(src.config, config.aunet);
     if (diff.length > 0)
-      throw new UserError(`--init ${src.dir} has a different model config (${diff.slice(0, 3).join("; ")})`);
+      throw new UserError(`--init ${from} has a different model config (${diff.slice(0, 3).join("; ")})`);
     weights = src.weights;
-    startedFrom = `--init ${src.dir}`;
-    say(`initialised from ${src.dir}`);
+    startedFrom = `--init ${from}`;
+    say(`initialised from ${from}`);
   }
   const backend = opts.backend ?? defaultBackend();
   const model = new AUNet(config.aunet.model, backend, weights);
@@ -323,7 +320,6 @@ class Session {
         zeroGrad: () => model.zeroGrad(),
       },
       optimizer: start.optimizer,
-      clip: cfg.optim.clip,
       gradAcc: cfg.grad_acc_steps,
       nextBatch: () => start.loader.batch(this.B),
     };

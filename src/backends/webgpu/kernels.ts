@@ -13,6 +13,12 @@ import { kernel, type Kernel } from "./wgsl.js";
 // WGSL rejects an infinite constant; -FLT_MAX starts a running max, and -inf itself comes in as a uniform.
 const LOWEST = "-0x1.fffffep+127f";
 
+/**
+ * WGSL whether float x is infinite or NaN, by its exponent bits: WGSL has no isnan/isinf, and a compiler may
+ * assume floats are finite and fold a comparison like x != x away.
+ */
+const NON_FINITE = (x: string) => `(bitcast<u32>(${x}) & 0x7f800000u) == 0x7f800000u`;
+
 // ---- elementwise ----
 
 export function fillKernel(): Kernel {
@@ -132,7 +138,9 @@ export function adamwKernel(): Kernel {
     ],
     `fn main() {
       let i = FLAT; if (i >= p.n) { return; }
-      let g = grad[i] * scale[0];
+      let gs = scale[0];
+      if (${NON_FINITE("gs")}) { return; } // a non-finite gradient norm: the update is skipped
+      let g = grad[i] * gs;
       let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;
       let vi = p.beta2 * v[i] + (1.0 - p.beta2) * g * g;
       m[i] = mi;
@@ -212,7 +220,7 @@ export const REDUCE_WG = RED;
 
 /**
  * torch's clip_grad_norm_ on device: from a sum of squares ss[0], norm[0] = sqrt(ss) and
- * scale[0] = min(1, maxNorm / (norm + 1e-6)) (maxNorm <= 0: no clipping, scale 1).
+ * scale[0] = min(1, maxNorm / (norm + 1e-6)) (maxNorm <= 0: no clipping, scale 1; a non-finite norm: NaN).
  */
 export function clipScaleKernel(): Kernel {
   return kernel(
@@ -227,7 +235,9 @@ export function clipScaleKernel(): Kernel {
       if (gid.x != 0u) { return; }
       let nrm = sqrt(ss[0]);
       norm[0] = nrm;
-      scale[0] = select(1.0, min(1.0, p.maxNorm / (nrm + 1e-6)), p.maxNorm > 0.0);
+      let clip = select(1.0, min(1.0, p.maxNorm / (nrm + 1e-6)), p.maxNorm > 0.0);
+      // A non-finite norm gives a NaN scale, which makes AdamW skip the update.
+      scale[0] = select(clip, bitcast<f32>(0x7fc00000u), ${NON_FINITE("nrm")});
     }`,
   );
 }
