@@ -236,8 +236,8 @@ export function clipScaleKernel(): Kernel {
       let nrm = sqrt(ss[0]);
       norm[0] = nrm;
       let clip = select(1.0, min(1.0, p.maxNorm / (nrm + 1e-6)), p.maxNorm > 0.0);
-      // A non-finite norm gives a NaN scale, which makes AdamW skip the update.
-      scale[0] = select(clip, bitcast<f32>(0x7fc00000u), ${NON_FINITE("nrm")});
+      // A non-finite norm gives a NaN scale (made at run time: WGSL rejects a NaN constant), and AdamW skips.
+      scale[0] = select(clip, bitcast<f32>(bitcast<u32>(nrm) | 0x7fc00000u), ${NON_FINITE("nrm")});
     }`,
   );
 }
