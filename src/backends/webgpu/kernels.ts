@@ -13,6 +13,12 @@ import { kernel, type Kernel } from "./wgsl.js";
 // WGSL rejects an infinite constant; -FLT_MAX starts a running max, and -inf itself comes in as a uniform.
 const LOWEST = "-0x1.fffffep+127f";
 
+/**
+ * WGSL whether float x is infinite or NaN, by its exponent bits: WGSL has no isnan/isinf, and a compiler may
+ * assume floats are finite and fold a comparison like x != x away.
+ */
+const NON_FINITE = (x: string) => `(bitcast<u32>(${x}) & 0x7f800000u) == 0x7f800000u`;
+
 // ---- elementwise ----
 
 export function fillKernel(): Kernel {
