@@ -208,7 +208,10 @@ test("serve: logprobs of a completion equal /v1/score of its text, which equals 
   );
   assert.equal(cli.status, 0, cli.stderr);
   const ref = JSON.parse(cli.stdout);
-  assert.ok(Math.abs(ref.bits_per_byte - s.json.bits_per_byte) < 1e-9);
+  // `aunet score` feeds the text in chunks (several positions per pass, src/generate/score.ts), the server one
+  // byte at a time as generation does: the same values up to float32 rounding (measured 1.0e-7 relative; 100x margin).
+  const rel = Math.abs(ref.bits_per_byte - s.json.bits_per_byte) / ref.bits_per_byte;
+  assert.ok(rel <= 1e-5, `bits per byte: relative difference ${rel}`);
   assert.deepEqual(
     ref.per_byte.map((b: { byte: number; level: number }) => [b.byte, b.level]),
     s.json.per_byte.map((b: { byte: number; level: number }) => [b.byte, b.level]),
